@@ -1,0 +1,99 @@
+//! `clonebd-server`: flags → `Config`, logging, signals, then `Server::run`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use clonebd_server::{Config, DEFAULT_ADMIN_ADDR, DEFAULT_DATA_DIR, DEFAULT_NBD_ADDR, Server};
+
+/// clonebd's NBD server: thin copy-on-write volumes, read-only snapshot
+/// exports (NAME@SNAP) and writable clones, with an HTTP admin API.
+///
+/// On a fresh data directory it creates a 10 GiB volume `default`, so
+/// `nbdinfo nbd://127.0.0.1/default` works right after the first start.
+/// The admin API token is written to DATA/admin.token (mode 0600).
+#[derive(Parser, Debug)]
+#[command(version, about, long_about)]
+struct Args {
+    /// Directory holding all state: block map (sled), chunk files, admin token.
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_DATA_DIR)]
+    data: PathBuf,
+    /// NBD listen address (10809 is the IANA NBD port).
+    #[arg(long, value_name = "ADDR", default_value = DEFAULT_NBD_ADDR)]
+    listen: SocketAddr,
+    /// Admin API and /metrics listen address.
+    #[arg(long, value_name = "ADDR", default_value = DEFAULT_ADMIN_ADDR)]
+    admin: SocketAddr,
+    /// Allow the admin API on a non-loopback address over plain HTTP (the
+    /// bearer token then crosses the network in clear text).
+    #[arg(long)]
+    admin_insecure_plain_http: bool,
+    /// Maximum open NBD connections.
+    #[arg(long, value_name = "N", default_value_t = Config::default().max_connections)]
+    max_connections: usize,
+    /// Seconds a client has to finish the NBD handshake.
+    #[arg(long, value_name = "SECS", default_value_t = Config::default().handshake_timeout.as_secs())]
+    handshake_timeout: u64,
+    /// Threads running block IO for NBD requests.
+    #[arg(long, value_name = "N", default_value_t = Config::default().io_threads)]
+    io_threads: usize,
+    /// Block-map cache in MiB (sled; RSS is about 1.5-2x this).
+    #[arg(long, value_name = "MIB", default_value_t = Config::default().sled_cache >> 20)]
+    cache_mib: u64,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let config = Config {
+        data_dir: args.data,
+        listen: args.listen,
+        admin: args.admin,
+        admin_insecure_plain_http: args.admin_insecure_plain_http,
+        max_connections: args.max_connections,
+        handshake_timeout: Duration::from_secs(args.handshake_timeout),
+        io_threads: args.io_threads,
+        sled_cache: args.cache_mib << 20,
+        ..Config::default()
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("clonebd-rt")
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(async {
+        let server = Server::bind(config.clone()).await.map_err(anyhow::Error::from)?;
+        // One line on stdout that scripts and tests wait for.
+        println!(
+            "clonebd-server ready: nbd={} admin={} data={}",
+            server.nbd_addr(),
+            server.admin_addr(),
+            config.data_dir.display()
+        );
+        server.run(shutdown_signal()).await.map_err(anyhow::Error::from)
+    })
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}

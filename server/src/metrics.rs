@@ -1,0 +1,270 @@
+//! Every metric's name, help and registration, and the handles the request
+//! path uses. Labels are `export` and `op` only: bounded cardinality.
+
+use std::sync::Arc;
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+/// Request latency buckets: 25 µs doubling to ~0.8 s (the crate's defaults
+/// start at 5 ms, useless for block IO).
+fn latency_buckets() -> Vec<f64> {
+    // invariant: constant, valid arguments.
+    prometheus::exponential_buckets(25e-6, 2.0, 16).expect("valid buckets")
+}
+
+/// The server's metrics.
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    bytes: IntCounterVec,
+    errors: IntCounterVec,
+    latency: HistogramVec,
+    connections: IntGaugeVec,
+    inflight: IntGaugeVec,
+    pub(crate) store_gauges: StoreGauges,
+}
+
+/// Gauges refreshed from the store at scrape time.
+pub(crate) struct StoreGauges {
+    pub(crate) copy_ups: IntGauge,
+    pub(crate) chunks_allocated: IntGauge,
+    pub(crate) chunks_freed: IntGauge,
+    pub(crate) gc_pending: IntGauge,
+    pub(crate) sled_bytes: IntGauge,
+    pub(crate) volume_size: IntGaugeVec,
+    pub(crate) volume_written: IntGaugeVec,
+    pub(crate) snapshots: IntGaugeVec,
+    pub(crate) newest_snapshot_age: IntGaugeVec,
+}
+
+/// The request kinds we label by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// NBD_CMD_READ
+    Read,
+    /// NBD_CMD_WRITE
+    Write,
+    /// NBD_CMD_FLUSH
+    Flush,
+    /// NBD_CMD_TRIM
+    Trim,
+    /// NBD_CMD_WRITE_ZEROES
+    WriteZeroes,
+    /// NBD_CMD_BLOCK_STATUS
+    BlockStatus,
+    /// NBD_CMD_CACHE
+    Cache,
+    /// Anything else (answered EINVAL)
+    Other,
+}
+
+impl Op {
+    /// From the wire command type.
+    pub fn from_kind(kind: u16) -> Self {
+        match kind {
+            proto::cmd::READ => Op::Read,
+            proto::cmd::WRITE => Op::Write,
+            proto::cmd::FLUSH => Op::Flush,
+            proto::cmd::TRIM => Op::Trim,
+            proto::cmd::WRITE_ZEROES => Op::WriteZeroes,
+            proto::cmd::BLOCK_STATUS => Op::BlockStatus,
+            proto::cmd::CACHE => Op::Cache,
+            _ => Op::Other,
+        }
+    }
+
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Op::Read => "read",
+            Op::Write => "write",
+            Op::Flush => "flush",
+            Op::Trim => "trim",
+            Op::WriteZeroes => "write_zeroes",
+            Op::BlockStatus => "block_status",
+            Op::Cache => "cache",
+            Op::Other => "other",
+        }
+    }
+
+    const ALL: [Op; 8] = [
+        Op::Read,
+        Op::Write,
+        Op::Flush,
+        Op::Trim,
+        Op::WriteZeroes,
+        Op::BlockStatus,
+        Op::Cache,
+        Op::Other,
+    ];
+}
+
+macro_rules! register {
+    ($reg:expr, $m:expr) => {{
+        let m = $m;
+        // invariant: each name is registered once, at startup.
+        $reg.register(Box::new(m.clone())).expect("metric registers once");
+        m
+    }};
+}
+
+impl Metrics {
+    /// Registers every metric.
+    pub fn new() -> Arc<Self> {
+        let registry = Registry::new_custom(Some("clonebd".into()), None)
+            .unwrap_or_else(|_| Registry::new());
+        let ev = &["export", "op"];
+        let requests = register!(
+            registry,
+            IntCounterVec::new(Opts::new("requests_total", "NBD requests completed"), ev).expect("opts")
+        );
+        let bytes = register!(
+            registry,
+            IntCounterVec::new(Opts::new("request_bytes_total", "Bytes read or written by NBD requests"), ev)
+                .expect("opts")
+        );
+        let errors = register!(
+            registry,
+            IntCounterVec::new(Opts::new("request_errors_total", "NBD requests answered with an error"), ev)
+                .expect("opts")
+        );
+        let latency = register!(
+            registry,
+            HistogramVec::new(
+                HistogramOpts::new("request_duration_seconds", "NBD request latency, decode to reply queued")
+                    .buckets(latency_buckets()),
+                ev
+            )
+            .expect("opts")
+        );
+        let connections = register!(
+            registry,
+            IntGaugeVec::new(Opts::new("connections", "Open NBD connections"), &["export"]).expect("opts")
+        );
+        let inflight = register!(
+            registry,
+            IntGaugeVec::new(Opts::new("inflight_requests", "NBD requests in flight"), &["export"])
+                .expect("opts")
+        );
+        let g = |name: &str, help: &str| register!(registry, IntGauge::new(name, help).expect("opts"));
+        let gv = |name: &str, help: &str| {
+            register!(registry, IntGaugeVec::new(Opts::new(name, help), &["export"]).expect("opts"))
+        };
+        let store_gauges = StoreGauges {
+            copy_ups: g("copy_ups", "Chunks copied up since start (first writes into shared chunks)"),
+            chunks_allocated: g("chunks_allocated", "Chunks allocated since start"),
+            chunks_freed: g("gc_chunks_freed", "Chunks freed by GC since start"),
+            gc_pending: g("gc_pending", "Map groups waiting for GC"),
+            sled_bytes: g("sled_size_on_disk_bytes", "Size of the block map database on disk"),
+            volume_size: gv("volume_size_bytes", "Logical size of each volume"),
+            volume_written: gv("volume_written_bytes", "Bytes of chunks each volume wrote itself"),
+            snapshots: gv("snapshots", "Snapshots of each volume"),
+            newest_snapshot_age: gv("newest_snapshot_age_seconds", "Age of each volume's newest snapshot"),
+        };
+        let build = register!(
+            registry,
+            IntGaugeVec::new(Opts::new("build_info", "Build information"), &["version"]).expect("opts")
+        );
+        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        let process = prometheus::process_collector::ProcessCollector::for_self();
+        let _ = registry.register(Box::new(process));
+        Arc::new(Self { registry, requests, bytes, errors, latency, connections, inflight, store_gauges })
+    }
+
+    /// Handles for one connection's export, resolved once so the request
+    /// path does no label hashing.
+    pub fn for_export(&self, export: &str) -> ExportMetrics {
+        let per_op = Op::ALL.map(|op| OpMetrics {
+            requests: self.requests.with_label_values(&[export, op.label()]),
+            bytes: self.bytes.with_label_values(&[export, op.label()]),
+            errors: self.errors.with_label_values(&[export, op.label()]),
+            latency: self.latency.with_label_values(&[export, op.label()]),
+        });
+        ExportMetrics {
+            per_op,
+            connections: self.connections.with_label_values(&[export]),
+            inflight: self.inflight.with_label_values(&[export]),
+        }
+    }
+
+    /// The text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        let families = self.registry.gather();
+        // Encoding to a Vec cannot fail for valid families.
+        let _ = TextEncoder::new().encode(&families, &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// Refreshes the space and snapshot gauges from the store's catalog
+    /// (cheap: no map scan) just before a scrape.
+    pub fn refresh_from_store(&self, store: &store::Store, now_unix: i64) {
+        let g = &self.store_gauges;
+        g.volume_size.reset();
+        g.volume_written.reset();
+        g.snapshots.reset();
+        g.newest_snapshot_age.reset();
+        for v in store.volumes() {
+            g.volume_size.with_label_values(&[&v.name]).set(clamp(v.size));
+            g.volume_written.with_label_values(&[&v.name]).set(clamp(v.written_bytes));
+            g.snapshots.with_label_values(&[&v.name]).set(i64::try_from(v.snapshot_count).unwrap_or(i64::MAX));
+        }
+        for s in store.snapshots(None) {
+            // Oldest first: the last one seen per volume is the newest.
+            g.newest_snapshot_age.with_label_values(&[&s.volume]).set(now_unix - s.created_unix);
+        }
+        g.sled_bytes.set(clamp(store.sled_size_on_disk()));
+    }
+
+    /// Drops the series of a deleted export.
+    pub fn forget_export(&self, export: &str) {
+        for op in Op::ALL {
+            let labels = [export, op.label()];
+            let _ = self.requests.remove_label_values(&labels);
+            let _ = self.bytes.remove_label_values(&labels);
+            let _ = self.errors.remove_label_values(&labels);
+            let _ = self.latency.remove_label_values(&labels);
+        }
+        let _ = self.connections.remove_label_values(&[export]);
+        let _ = self.inflight.remove_label_values(&[export]);
+    }
+}
+
+fn clamp(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// One op's handles.
+#[derive(Clone)]
+pub struct OpMetrics {
+    requests: IntCounter,
+    bytes: IntCounter,
+    errors: IntCounter,
+    latency: prometheus::Histogram,
+}
+
+/// One export's handles, shared by a connection's request tasks.
+#[derive(Clone)]
+pub struct ExportMetrics {
+    per_op: [OpMetrics; 8],
+    /// Open connections to this export.
+    pub connections: IntGauge,
+    /// Requests in flight on this export.
+    pub inflight: IntGauge,
+}
+
+impl ExportMetrics {
+    /// Records one finished request.
+    pub fn record(&self, op: Op, bytes: u64, ok: bool, seconds: f64) {
+        let m = &self.per_op[op as usize];
+        m.requests.inc();
+        m.bytes.inc_by(bytes);
+        if !ok {
+            m.errors.inc();
+        }
+        m.latency.observe(seconds);
+    }
+}

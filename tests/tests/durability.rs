@@ -1,0 +1,92 @@
+//! Acceptance 7: data written and flushed survives a restart; data written
+//! with FUA survives `kill -9`.
+
+mod common;
+
+use bytes::Bytes;
+use clonebd_client::{ConnectOptions, NbdClient};
+use common::{TestServer, pattern};
+
+async fn connect(server: &TestServer, export: &str) -> anyhow::Result<NbdClient> {
+    Ok(NbdClient::connect(server.nbd, ConnectOptions::modern(export)).await?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flushed_writes_survive_a_restart() -> anyhow::Result<()> {
+    let mut server = TestServer::start()?;
+    let data = pattern(1, 3 << 20);
+    {
+        let c = connect(&server, "default").await?;
+        c.write(12345, Bytes::from(data.clone()), false).await?;
+        c.flush().await?;
+        c.disconnect().await?;
+    }
+    server.stop()?;
+    server.restart()?;
+    let c = connect(&server, "default").await?;
+    assert!(c.read(12345, data.len() as u32).await? == data);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_flushes_unflushed_writes() -> anyhow::Result<()> {
+    let mut server = TestServer::start()?;
+    let data = pattern(2, 1 << 20);
+    {
+        let c = connect(&server, "default").await?;
+        c.write(1 << 30, Bytes::from(data.clone()), false).await?;
+        c.disconnect().await?;
+    }
+    server.stop()?;
+    server.restart()?;
+    let c = connect(&server, "default").await?;
+    assert!(c.read(1 << 30, data.len() as u32).await? == data);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fua_writes_survive_kill_9() -> anyhow::Result<()> {
+    let mut server = TestServer::start()?;
+    let mut expected = Vec::new();
+    {
+        let c = connect(&server, "default").await?;
+        for i in 0..32u64 {
+            // Unaligned, some in the same chunk, some in fresh chunks.
+            let off = i * 200_000 + (i % 3) * 4096 + 7;
+            let data = pattern(100 + i, 9000);
+            c.write(off, Bytes::from(data.clone()), true).await?;
+            expected.push((off, data));
+        }
+        // No FLUSH, no DISC: kill -9 right after the FUA replies.
+        server.kill9()?;
+    }
+    server.restart()?;
+    let c = connect(&server, "default").await?;
+    for (off, data) in expected {
+        assert!(c.read(off, data.len() as u32).await? == data, "FUA write at {off} lost");
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flushed_writes_survive_kill_9_across_volumes() -> anyhow::Result<()> {
+    let mut server = TestServer::start()?;
+    server.cli_ok(&["volume", "create", "second", "--size", "1G", "--chunk-size", "4K"])?;
+    let a = pattern(5, 700_000);
+    let b = pattern(6, 300_000);
+    {
+        let ca = connect(&server, "default").await?;
+        let cb = connect(&server, "second").await?;
+        ca.write(5 << 20, Bytes::from(a.clone()), false).await?;
+        cb.write(3 << 20, Bytes::from(b.clone()), false).await?;
+        // One FLUSH on one connection covers both (CAN_MULTI_CONN).
+        ca.flush().await?;
+        server.kill9()?;
+    }
+    server.restart()?;
+    let ca = connect(&server, "default").await?;
+    let cb = connect(&server, "second").await?;
+    assert!(ca.read(5 << 20, a.len() as u32).await? == a);
+    assert!(cb.read(3 << 20, b.len() as u32).await? == b);
+    Ok(())
+}
