@@ -225,23 +225,23 @@ async fn drive(
     let mut input = BytesMut::with_capacity(4096);
     let mut output = BytesMut::new();
     loop {
+        // Send what the last input produced before waiting for the reply.
+        let status = hs.handle_input(&mut input);
         hs.take_output(&mut output);
         if !output.is_empty() {
-            stream.write_all_buf(&mut output).await?;
+            let sent = stream.write_all_buf(&mut output).await;
+            // A LIST ends with ABORT, which the server may not wait for.
+            if !matches!(status, Ok(ClientStatus::Listed(_))) {
+                sent?;
+            }
         }
-        match hs.handle_input(&mut input)? {
+        match status? {
             ClientStatus::NeedMore => {
                 if stream.read_buf(&mut input).await? == 0 {
                     return Err(ClientError::Closed);
                 }
             }
-            done => {
-                hs.take_output(&mut output);
-                if !output.is_empty() {
-                    let _ = stream.write_all_buf(&mut output).await;
-                }
-                return Ok((done, input));
-            }
+            done => return Ok((done, input)),
         }
     }
 }
