@@ -1,0 +1,174 @@
+//! Group commit (ARCHITECTURE "Commit"): one sync answers every caller that
+//! arrived while the previous one ran. A failed commit poisons the store:
+//! after a failed fdatasync nothing about the page cache can be trusted.
+
+use std::sync::Arc;
+
+use parking_lot::{Condvar, Mutex};
+
+use crate::engine::Engine;
+use crate::error::{ErrorKind, StoreError};
+use crate::keys::{free_key, hwm_key, map_key, owned_key};
+use crate::meta::KeyOp;
+use crate::pending::CLASSES;
+
+/// Keys per sled batch (research/crates.md §1: 64-1000).
+pub(crate) const MAX_BATCH: usize = 1000;
+
+#[derive(Default)]
+struct State {
+    started: u64,
+    done: u64,
+    running: bool,
+    poisoned: Option<(ErrorKind, String)>,
+    durable_hwm: [u64; CLASSES],
+}
+
+#[derive(Default)]
+pub(crate) struct Committer {
+    state: Mutex<State>,
+    cv: Condvar,
+}
+
+impl Committer {
+    pub(crate) fn poisoned(&self) -> Option<StoreError> {
+        self.state
+            .lock()
+            .poisoned
+            .as_ref()
+            .map(|(k, m)| StoreError::new(*k, format!("an earlier commit failed: {m}")))
+    }
+}
+
+impl Engine {
+    /// Makes every write acknowledged before this call durable.
+    pub(crate) fn commit(&self) -> Result<(), StoreError> {
+        let c = &self.committer;
+        let mut st = c.state.lock();
+        // a commit already running may have taken the pending map before our
+        // writes: we need one that starts after now
+        let target = st.started + 1;
+        loop {
+            if let Some((k, m)) = &st.poisoned {
+                return Err(StoreError::new(*k, format!("an earlier commit failed: {m}")));
+            }
+            if st.done >= target {
+                return Ok(());
+            }
+            if st.running {
+                c.cv.wait(&mut st);
+                continue;
+            }
+            st.running = true;
+            st.started += 1;
+            let generation = st.started;
+            let durable_hwm = st.durable_hwm;
+            drop(st);
+            let result = self.run_commit(durable_hwm);
+            st = c.state.lock();
+            st.running = false;
+            st.done = generation;
+            match result {
+                Ok(hwm) => st.durable_hwm = hwm,
+                Err(e) => {
+                    tracing::error!(error = %e, "commit failed; the store is read-only until restart");
+                    st.poisoned = Some((e.kind(), e.to_string()));
+                }
+            }
+            c.cv.notify_all();
+        }
+    }
+
+    /// Steps 1-5 of ARCHITECTURE "Commit"; returns the high-water marks now durable.
+    fn run_commit(&self, durable_hwm: [u64; CLASSES]) -> Result<[u64; CLASSES], StoreError> {
+        let generation = {
+            let mut layers = self.pending.layers.write();
+            let g = Arc::new(std::mem::take(&mut layers.active));
+            layers.committing = Some(g.clone());
+            g
+        };
+        // read after the swap: covers every chunk the generation refers to
+        let hwm = self.alloc.hwms();
+        if generation.is_empty() && hwm == durable_hwm && !self.data.any_dirty() {
+            self.pending.layers.write().committing = None;
+            return Ok(hwm);
+        }
+        // 1. data first, so no durable entry ever points at unsynced data
+        self.data.sync_dirty()?;
+
+        // 2. allocator state, then entries (a group's versions never split
+        //    across batches), then frees and counters, catalog keys last.
+        //    A crash between batches can leak chunks but never share one.
+        let mut batch: Vec<KeyOp> = Vec::new();
+        for (class, &h) in hwm.iter().enumerate() {
+            if h != durable_hwm[class] {
+                let class = u8::try_from(class).unwrap_or(0);
+                batch.push(KeyOp::Put(hwm_key(class).to_vec(), h.to_be_bytes().to_vec()));
+            }
+        }
+        for &(class, id) in &generation.taken {
+            batch.push(KeyOp::Del(free_key(class, id).to_vec()));
+        }
+        let mut last_group = None;
+        for (&(n, g, b), v) in &generation.entries {
+            if batch.len() >= MAX_BATCH && last_group != Some((n, g)) {
+                self.meta.apply(&batch)?;
+                batch.clear();
+            }
+            let k = map_key(n, g, b).to_vec();
+            batch.push(match v {
+                Some(e) => KeyOp::Put(k, e.encode()),
+                None => KeyOp::Del(k),
+            });
+            last_group = Some((n, g));
+        }
+        for &(class, id) in &generation.freed {
+            if batch.len() >= MAX_BATCH {
+                self.meta.apply(&batch)?;
+                batch.clear();
+            }
+            batch.push(KeyOp::Put(free_key(class, id).to_vec(), Vec::new()));
+        }
+        for (&(n, b), &v) in &generation.owned {
+            if batch.len() >= MAX_BATCH {
+                self.meta.apply(&batch)?;
+                batch.clear();
+            }
+            let k = owned_key(n, b).to_vec();
+            batch.push(if v == 0 {
+                KeyOp::Del(k)
+            } else {
+                KeyOp::Put(k, v.to_be_bytes().to_vec())
+            });
+        }
+        if !batch.is_empty() && batch.len() + generation.extras.len() > MAX_BATCH {
+            self.meta.apply(&batch)?;
+            batch.clear();
+        }
+        batch.extend(generation.extras.iter().cloned());
+        if !batch.is_empty() {
+            self.meta.apply(&batch)?;
+        }
+        // 3-4. sled flush (sync_file_range) + fsync of sled's files
+        self.meta.durable_flush()?;
+
+        // 5. the freed chunks' last references are durably gone
+        self.pending.layers.write().committing = None;
+        for &(class, id) in &generation.freed {
+            self.data.punch(class, id);
+        }
+        self.alloc.release(&generation.freed);
+        self.alloc.release(&generation.requeue);
+        Ok(hwm)
+    }
+}
+
+impl Engine {
+    /// Refuses new writes once a commit failed.
+    pub(crate) fn commit_poison_check(&self) -> Result<(), StoreError> {
+        match self.committer.poisoned() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}

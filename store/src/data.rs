@@ -1,0 +1,288 @@
+//! Chunk data files: chunk id → (segment file, offset). One directory per
+//! chunk-size class (`DIR/chunks/64k/000001.dat`, 16 GiB per segment), opened
+//! lazily. IO goes through the small `DataFile` trait so tests can inject
+//! faults; this module knows nothing of the block map.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use parking_lot::RwLock;
+
+use crate::error::StoreError;
+use crate::keys::ChunkId;
+
+/// Bytes per segment file.
+pub(crate) const SEGMENT_BYTES: u64 = 16 << 30;
+
+/// One data file.
+pub trait DataFile: Send + Sync {
+    /// Fills `buf` from `offset`; bytes past the end of the file read as zeroes.
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
+    /// Writes all of `data` at `offset`.
+    fn write_at(&self, data: &[u8], offset: u64) -> io::Result<()>;
+    /// `fdatasync`.
+    fn sync_data(&self) -> io::Result<()>;
+    /// Returns the range's space to the file system; reads of it return zeroes.
+    fn punch_hole(&self, offset: u64, len: u64) -> io::Result<()> {
+        let _ = (offset, len);
+        Err(io::Error::from(io::ErrorKind::Unsupported))
+    }
+}
+
+/// Opens data files (a seam for fault injection).
+pub trait DataFileFactory: Send + Sync {
+    /// Opens `path`; when it does not exist, creates it if `create`, else `Ok(None)`.
+    fn open(&self, path: &Path, create: bool) -> io::Result<Option<Box<dyn DataFile>>>;
+    /// fsyncs a directory after files were created in it.
+    fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+}
+
+/// Plain files with `pread`/`pwrite`, `fdatasync` and `fallocate(PUNCH_HOLE)`.
+pub struct FsDataFiles;
+
+struct FsFile(File);
+
+impl DataFile for FsFile {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        let mut done = 0;
+        while done < buf.len() {
+            match self.0.read_at(&mut buf[done..], offset + done as u64) {
+                Ok(0) => {
+                    buf[done..].fill(0);
+                    break;
+                }
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    fn write_at(&self, data: &[u8], offset: u64) -> io::Result<()> {
+        self.0.write_all_at(data, offset)
+    }
+
+    fn sync_data(&self) -> io::Result<()> {
+        self.0.sync_data()
+    }
+
+    fn punch_hole(&self, offset: u64, len: u64) -> io::Result<()> {
+        use rustix::fs::FallocateFlags;
+        rustix::fs::fallocate(
+            &self.0,
+            FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE,
+            offset,
+            len,
+        )
+        .map_err(io::Error::from)
+    }
+}
+
+impl DataFileFactory for FsDataFiles {
+    fn open(&self, path: &Path, create: bool) -> io::Result<Option<Box<dyn DataFile>>> {
+        match OpenOptions::new().read(true).write(true).create(create).truncate(false).open(path) {
+            Ok(f) => Ok(Some(Box::new(FsFile(f)))),
+            Err(e) if !create && e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        File::open(dir)?.sync_all()
+    }
+}
+
+/// The chunk-size class of a chunk size (4 KiB → 0 … 1 MiB → 8).
+pub(crate) fn class_of(chunk_size: u32) -> u8 {
+    // invariant: chunk sizes are validated powers of two from 2^12 to 2^20
+    u8::try_from(chunk_size.trailing_zeros().saturating_sub(12)).unwrap_or(0)
+}
+
+fn class_dir(class: u8) -> String {
+    let size = 4u32 << class;
+    if size >= 1024 { format!("{}m", size / 1024) } else { format!("{size}k") }
+}
+
+struct Segment {
+    file: Box<dyn DataFile>,
+    dirty: AtomicBool,
+}
+
+/// Every open segment of every class.
+pub(crate) struct DataFiles {
+    dir: PathBuf,
+    factory: Arc<dyn DataFileFactory>,
+    segments: RwLock<HashMap<(u8, u64), Arc<Segment>>>,
+}
+
+impl DataFiles {
+    pub(crate) fn new(dir: PathBuf, factory: Arc<dyn DataFileFactory>) -> DataFiles {
+        DataFiles { dir, factory, segments: RwLock::new(HashMap::new()) }
+    }
+
+    fn locate(class: u8, chunk: ChunkId) -> (u64, u64) {
+        let size = 4096u64 << class;
+        let pos = (chunk.0 - 1) * size;
+        (pos / SEGMENT_BYTES + 1, pos % SEGMENT_BYTES)
+    }
+
+    fn path(&self, class: u8, seg: u64) -> PathBuf {
+        self.dir.join(class_dir(class)).join(format!("{seg:06}.dat"))
+    }
+
+    fn segment(
+        &self,
+        class: u8,
+        seg: u64,
+        create: bool,
+    ) -> Result<Option<Arc<Segment>>, StoreError> {
+        if let Some(s) = self.segments.read().get(&(class, seg)) {
+            return Ok(Some(s.clone()));
+        }
+        let mut segs = self.segments.write();
+        if let Some(s) = segs.get(&(class, seg)) {
+            return Ok(Some(s.clone()));
+        }
+        let path = self.path(class, seg);
+        let io = |e| StoreError::io(format!("data file {}", path.display()), e);
+        let parent = path.parent().unwrap_or(&self.dir).to_path_buf();
+        let existed = self.factory.open(&path, false).map_err(io)?;
+        let file = match existed {
+            Some(f) => f,
+            None if !create => return Ok(None),
+            None => {
+                let fresh_dir = !parent.exists();
+                if fresh_dir {
+                    std::fs::create_dir_all(&parent).map_err(io)?;
+                }
+                let f = self.factory.open(&path, true).map_err(io)?.ok_or_else(|| {
+                    StoreError::io("data file create", io::Error::from(io::ErrorKind::NotFound))
+                })?;
+                // the new name must survive a crash before any map entry points into it
+                self.factory.sync_dir(&parent).map_err(io)?;
+                if fresh_dir {
+                    self.factory.sync_dir(&self.dir).map_err(io)?;
+                    if let Some(top) = self.dir.parent() {
+                        self.factory.sync_dir(top).map_err(io)?;
+                    }
+                }
+                f
+            }
+        };
+        let s = Arc::new(Segment { file, dirty: AtomicBool::new(false) });
+        segs.insert((class, seg), s.clone());
+        Ok(Some(s))
+    }
+
+    /// Reads `buf.len()` bytes at `off` inside `chunk`.
+    pub(crate) fn read(
+        &self,
+        class: u8,
+        chunk: ChunkId,
+        off: u64,
+        buf: &mut [u8],
+    ) -> Result<(), StoreError> {
+        let (seg, base) = Self::locate(class, chunk);
+        match self.segment(class, seg, false)? {
+            None => {
+                buf.fill(0);
+                Ok(())
+            }
+            Some(s) => s
+                .file
+                .read_at(buf, base + off)
+                .map_err(|e| StoreError::io(format!("read of chunk {}", chunk.0), e)),
+        }
+    }
+
+    /// Writes `data` at `off` inside `chunk`; the segment is synced by the next commit.
+    pub(crate) fn write(
+        &self,
+        class: u8,
+        chunk: ChunkId,
+        off: u64,
+        data: &[u8],
+    ) -> Result<(), StoreError> {
+        let (seg, base) = Self::locate(class, chunk);
+        let Some(s) = self.segment(class, seg, true)? else {
+            return Err(StoreError::io("data file", io::Error::from(io::ErrorKind::NotFound)));
+        };
+        s.file
+            .write_at(data, base + off)
+            .map_err(|e| StoreError::io(format!("write of chunk {}", chunk.0), e))?;
+        // after the write: a commit that starts after our caller's ack syncs it
+        s.dirty.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Commit step 1: fdatasync every segment written since the last call.
+    pub(crate) fn sync_dirty(&self) -> Result<(), StoreError> {
+        let segs: Vec<_> = self.segments.read().values().cloned().collect();
+        for s in segs {
+            if s.dirty.swap(false, Ordering::AcqRel)
+                && let Err(e) = s.file.sync_data()
+            {
+                s.dirty.store(true, Ordering::Release);
+                return Err(StoreError::io("fdatasync of a data file", e));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether any segment was written since the last sync.
+    pub(crate) fn any_dirty(&self) -> bool {
+        self.segments.read().values().any(|s| s.dirty.load(Ordering::Acquire))
+    }
+
+    /// Returns a freed chunk's space to the file system (best effort).
+    pub(crate) fn punch(&self, class: u8, chunk: ChunkId) {
+        let (seg, base) = Self::locate(class, chunk);
+        if let Ok(Some(s)) = self.segment(class, seg, false)
+            && let Err(e) = s.file.punch_hole(base, 4096u64 << class)
+            && e.kind() != io::ErrorKind::Unsupported
+        {
+            tracing::warn!(chunk = chunk.0, error = %e, "hole punch failed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segment_layout() {
+        assert_eq!(class_of(4096), 0);
+        assert_eq!(class_of(65536), 4);
+        assert_eq!(class_of(1 << 20), 8);
+        assert_eq!(class_dir(4), "64k");
+        assert_eq!(class_dir(8), "1m");
+        assert_eq!(DataFiles::locate(4, ChunkId(1)), (1, 0));
+        assert_eq!(DataFiles::locate(4, ChunkId(2)), (1, 65536));
+        let per_seg = SEGMENT_BYTES / 65536;
+        assert_eq!(DataFiles::locate(4, ChunkId(per_seg + 1)), (2, 0));
+    }
+
+    #[test]
+    fn unwritten_chunks_read_zero_without_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = DataFiles::new(dir.path().join("chunks"), Arc::new(FsDataFiles));
+        let mut buf = [1u8; 16];
+        files.read(0, ChunkId(9), 0, &mut buf).unwrap();
+        assert_eq!(buf, [0; 16]);
+        assert!(!dir.path().join("chunks").exists());
+        files.write(0, ChunkId(2), 8, &[7; 8]).unwrap();
+        files.read(0, ChunkId(2), 0, &mut buf).unwrap();
+        assert_eq!(buf, [0, 0, 0, 0, 0, 0, 0, 0, 7, 7, 7, 7, 7, 7, 7, 7]);
+        files.sync_dirty().unwrap();
+        files.punch(0, ChunkId(2));
+        files.read(0, ChunkId(2), 0, &mut buf).unwrap();
+        assert_eq!(buf, [0; 16]);
+    }
+}

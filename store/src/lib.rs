@@ -1,0 +1,48 @@
+//! clonebd's copy-on-write storage engine: thin volumes with O(1) snapshots
+//! and clones. Synchronous, no async runtime; every method blocks.
+//!
+//! ```text
+//!   Store (store.rs) ── catalog ops (ops.rs, extra.rs) ── GC (gc.rs)
+//!     │                        │
+//!   Export (export.rs) ── data path (io.rs) ── block map (node.rs, entry.rs)
+//!     │                                             │
+//!   data files (data.rs)        pending map + allocator (pending.rs)
+//!                                                   │ commit.rs
+//!                               metadata store (meta.rs: the only sled user, keys.rs)
+//! ```
+//!
+//! See docs/ARCHITECTURE.md "The storage engine".
+
+mod catalog;
+mod commit;
+mod data;
+mod engine;
+mod entry;
+mod error;
+mod export;
+mod extra;
+mod gc;
+mod info;
+mod io;
+mod keys;
+mod meta;
+mod node;
+mod ops;
+mod pending;
+mod record;
+mod store;
+
+#[cfg(test)]
+#[allow(clippy::cast_possible_truncation, clippy::type_complexity)]
+mod tests;
+
+pub use data::{DataFile, DataFileFactory, FsDataFiles};
+pub use engine::StoreConfig;
+pub use error::{ErrorKind, Refusal, StoreError};
+pub use export::{Export, Extent};
+pub use info::{
+    ByteRange, DEFAULT_CHUNK_SIZE, ExportSummary, GcReport, GcStatus, MAX_CHUNK_SIZE,
+    MAX_VOLUME_SIZE, MIN_CHUNK_SIZE, Promoted, SnapshotInfo, StoreStats, VolumeInfo,
+};
+pub use record::SnapshotKind;
+pub use store::Store;

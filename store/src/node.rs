@@ -1,0 +1,279 @@
+//! Nodes in memory and the block-map read side: `lookup` (one ordered lookup
+//! merging the pending map with sled) and `resolve_group` (walks the lineage
+//! and applies shrink masks).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+
+use parking_lot::{Mutex, RwLock};
+
+use crate::engine::Engine;
+use crate::entry::{GROUP_SLOTS, GroupEntry, SLOTS, Slot};
+use crate::error::StoreError;
+use crate::keys::{ChunkId, NodeId, decode_map_key, map_key};
+use crate::record::{Life, Trunc};
+
+/// Bound of the head: it sees every entry.
+pub(crate) const HEAD: u64 = u64::MAX;
+
+/// One node, shared by the catalog and by exports.
+pub(crate) struct NodeState {
+    pub(crate) id: NodeId,
+    pub(crate) chunk_size: u32,
+    pub(crate) class: u8,
+    pub(crate) created: i64,
+    /// Data ops hold it shared; snapshot, rollback, resize, delete hold it exclusively.
+    pub(crate) op: RwLock<()>,
+    pub(crate) head: AtomicU64,
+    pub(crate) size: AtomicU64,
+    life: AtomicU8,
+    pub(crate) parent: RwLock<Option<(Arc<NodeState>, u64)>>,
+    pub(crate) truncs: RwLock<Vec<Trunc>>,
+    /// Chunks owned by this node's entries, per birth epoch.
+    pub(crate) owned: Mutex<BTreeMap<u64, u64>>,
+}
+
+impl NodeState {
+    pub(crate) fn new(id: NodeId, chunk_size: u32, created: i64, head: u64, size: u64) -> Self {
+        NodeState {
+            id,
+            chunk_size,
+            class: crate::data::class_of(chunk_size),
+            created,
+            op: RwLock::new(()),
+            head: AtomicU64::new(head),
+            size: AtomicU64::new(size),
+            life: AtomicU8::new(0),
+            parent: RwLock::new(None),
+            truncs: RwLock::new(Vec::new()),
+            owned: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    pub(crate) fn life(&self) -> Life {
+        match self.life.load(Ordering::Acquire) {
+            0 => Life::Volume,
+            1 => Life::Hidden,
+            _ => Life::Dead,
+        }
+    }
+
+    pub(crate) fn set_life(&self, life: Life) {
+        let v = match life {
+            Life::Volume => 0,
+            Life::Hidden => 1,
+            Life::Dead => 2,
+        };
+        self.life.store(v, Ordering::Release);
+    }
+
+    pub(crate) fn head(&self) -> u64 {
+        self.head.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn size(&self) -> u64 {
+        self.size.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn owned_total(&self) -> u64 {
+        self.owned.lock().values().sum()
+    }
+
+    /// Owned chunks born in `(after, upto]`.
+    pub(crate) fn owned_between(&self, after: u64, upto: u64) -> u64 {
+        if upto <= after {
+            return 0;
+        }
+        self.owned.lock().range(after + 1..=upto).map(|(_, v)| v).sum()
+    }
+
+    /// Slots of `group` cut by shrinks visible at `bound`, with the epoch
+    /// below which (inclusive) entries are cut; the latest shrink wins.
+    fn masks(&self, group: u64, bound: u64) -> [Option<u64>; SLOTS] {
+        let mut out = [None; SLOTS];
+        let cs = u64::from(self.chunk_size);
+        for t in self.truncs.read().iter().filter(|t| t.epoch < bound) {
+            let first = t.size.div_ceil(cs);
+            for (i, m) in out.iter_mut().enumerate() {
+                if group * GROUP_SLOTS + i as u64 >= first {
+                    *m = Some(m.map_or(t.epoch, |e: u64| e.max(t.epoch)));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// What a slot reads as.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Res {
+    Zero,
+    Chunk(ChunkId),
+}
+
+/// A node's own entry for a group plus the resolution of each slot.
+pub(crate) struct Resolved {
+    pub(crate) own: Option<(u64, GroupEntry)>,
+    pub(crate) slots: [Res; SLOTS],
+    /// Own-entry chunk slots cut by a shrink (they become zero slots when
+    /// the entry is copied forward).
+    pub(crate) own_masked: u32,
+}
+
+impl Engine {
+    /// The entry of `(node, group)` with the greatest birth ≤ `bound`.
+    pub(crate) fn lookup(
+        &self,
+        node: NodeId,
+        group: u64,
+        bound: u64,
+    ) -> Result<Option<(u64, GroupEntry)>, StoreError> {
+        // pending first, then sled: a commit removes its layer only after
+        // sled has the entries, so reading in this order never misses one
+        let pending = self.pending.versions(node, group);
+        let mut bound = bound;
+        loop {
+            let p = pending.iter().rev().find(|(b, _)| *b <= bound);
+            let s = self.meta.last_in(&map_key(node, group, 0), &map_key(node, group, bound))?;
+            let s_birth = match &s {
+                Some((k, _)) => {
+                    Some(decode_map_key(k).ok_or_else(|| StoreError::corrupt("block map key"))?.2)
+                }
+                None => None,
+            };
+            let use_pending = match (p, s_birth) {
+                (Some((pb, _)), Some(sb)) => *pb >= sb,
+                (Some(_), None) => true,
+                (None, _) => false,
+            };
+            if let (true, Some((pb, pv))) = (use_pending, p) {
+                match pv {
+                    Some(e) => return Ok(Some((*pb, e.clone()))),
+                    None if *pb == 0 => return Ok(None),
+                    None => bound = pb - 1,
+                }
+                continue;
+            }
+            let (Some(sb), Some((_, v))) = (s_birth, s) else { return Ok(None) };
+            let e = GroupEntry::decode(&v).ok_or_else(|| {
+                StoreError::corrupt(format!(
+                    "block map entry of node {} group {group} birth {sb}",
+                    node.0
+                ))
+            })?;
+            return Ok(Some((sb, e)));
+        }
+    }
+
+    /// Resolves every slot of `group` as `node` reads it at `bound`.
+    pub(crate) fn resolve_group(
+        &self,
+        node: &Arc<NodeState>,
+        group: u64,
+        bound: u64,
+    ) -> Result<Resolved, StoreError> {
+        let own = self.lookup(node.id, group, bound)?;
+        let mut slots: [Option<Res>; SLOTS] = [None; SLOTS];
+        let mut own_masked = 0u32;
+        let mut level = node.clone();
+        let mut level_bound = bound;
+        let mut entry = own.clone();
+        let mut first = true;
+        loop {
+            let masks = level.masks(group, level_bound);
+            for i in 0..SLOTS {
+                if slots[i].is_some() {
+                    continue;
+                }
+                let slot = entry.as_ref().map_or(Slot::Absent, |(_, e)| e.slot(i));
+                let birth = entry.as_ref().map_or(0, |(b, _)| *b);
+                slots[i] = match (slot, masks[i]) {
+                    (Slot::Absent, Some(_)) => Some(Res::Zero),
+                    (Slot::Absent, None) => None,
+                    (Slot::Zero, _) => Some(Res::Zero),
+                    (Slot::Chunk { .. }, Some(m)) if birth <= m => {
+                        if first {
+                            own_masked |= 1 << i;
+                        }
+                        Some(Res::Zero)
+                    }
+                    (Slot::Chunk { id, .. }, _) => Some(Res::Chunk(id)),
+                };
+            }
+            if slots.iter().all(Option::is_some) {
+                break;
+            }
+            let parent = level.parent.read().clone();
+            let Some((p, e)) = parent else { break };
+            entry = self.lookup(p.id, group, e)?;
+            level = p;
+            level_bound = e;
+            first = false;
+        }
+        Ok(Resolved { own, slots: slots.map(|s| s.unwrap_or(Res::Zero)), own_masked })
+    }
+
+    /// Every version of a group (sled merged with the pending map), by birth.
+    pub(crate) fn all_versions(
+        &self,
+        node: NodeId,
+        group: u64,
+    ) -> Result<Vec<(u64, GroupEntry)>, StoreError> {
+        let pending = self.pending.versions(node, group);
+        let mut out: BTreeMap<u64, Option<GroupEntry>> = BTreeMap::new();
+        let lo = map_key(node, group, 0);
+        let hi = map_key(node, group + 1, 0);
+        let mut from = lo.to_vec();
+        loop {
+            let page = self.meta.scan(&from, &hi, 1024)?;
+            let n = page.len();
+            for (k, v) in &page {
+                let (_, _, b) = decode_map_key(k).ok_or_else(|| StoreError::corrupt("map key"))?;
+                let e = GroupEntry::decode(v).ok_or_else(|| {
+                    StoreError::corrupt(format!("block map entry of node {} group {group}", node.0))
+                })?;
+                out.insert(b, Some(e));
+            }
+            match page.last() {
+                Some((k, _)) if n == 1024 => {
+                    from = k.clone();
+                    from.push(0);
+                }
+                _ => break,
+            }
+        }
+        for (b, v) in pending {
+            out.insert(b, v);
+        }
+        Ok(out.into_iter().filter_map(|(b, v)| v.map(|e| (b, e))).collect())
+    }
+
+    /// Distinct groups of `node` with durable entries, from `from_group`, at most `limit`.
+    pub(crate) fn groups_from(
+        &self,
+        node: NodeId,
+        from_group: u64,
+        limit: usize,
+    ) -> Result<Vec<u64>, StoreError> {
+        let mut out: Vec<u64> = Vec::new();
+        let hi = map_key(NodeId(node.0 + 1), 0, 0);
+        let mut from = map_key(node, from_group, 0).to_vec();
+        while out.len() < limit {
+            let page = self.meta.scan(&from, &hi, 1024)?;
+            let Some((last, _)) = page.last() else { break };
+            for (k, _) in &page {
+                let (_, g, _) = decode_map_key(k).ok_or_else(|| StoreError::corrupt("map key"))?;
+                if out.last() != Some(&g) && out.len() < limit {
+                    out.push(g);
+                }
+            }
+            if page.len() < 1024 {
+                break;
+            }
+            from = last.clone();
+            from.push(0);
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,126 @@
+//! Crash safety (DESIGN item 9): after a crash, committed writes read back and
+//! every page holds its committed content or newer content of the same
+//! volume, never another volume's bytes or bytes of a freed chunk.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use rand::{Rng, SeedableRng};
+
+use super::memfs::MemFs;
+use super::{check_invariants, config, read_all};
+use crate::{ErrorKind, SnapshotKind, Store};
+
+const SIZE: u64 = 256 * 1024;
+const PAGE: u64 = 4096;
+
+type Allowed = BTreeMap<u64, BTreeSet<u8>>;
+
+fn write_pages(s: &Store, vol: &str, first: u64, n: u64, byte: u8, allowed: &mut Allowed) {
+    let e = s.open_export(vol).unwrap();
+    e.write(first * PAGE, &vec![byte; (n * PAGE) as usize]).unwrap();
+    for p in first..first + n {
+        allowed.entry(p).or_default().insert(byte);
+    }
+}
+
+#[test]
+fn crash_keeps_committed_data_and_never_foreign_bytes() {
+    for seed in 0..12u64 {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let dir = tempfile::tempdir().unwrap();
+        let fs = MemFs::default();
+        let s = Store::open_with(config(dir.path()), Arc::new(fs.clone())).unwrap();
+        let mut allowed: BTreeMap<&str, Allowed> = BTreeMap::new();
+        for (vol, cs) in [("a", 4096), ("b", 8192)] {
+            s.create_volume(vol, SIZE, cs).unwrap().unwrap();
+            let m = allowed.entry(vol).or_default();
+            for p in 0..SIZE / PAGE {
+                m.entry(p).or_default().insert(0);
+            }
+        }
+        // committed state: bytes 1 (a) and 2 (b)
+        write_pages(&s, "a", 0, 40, 1, allowed.get_mut("a").unwrap());
+        write_pages(&s, "b", 10, 40, 2, allowed.get_mut("b").unwrap());
+        // a volume whose freed chunks the uncommitted writes will reuse
+        s.create_volume("x", SIZE, 4096).unwrap().unwrap();
+        s.open_export("x").unwrap().write(0, &vec![0xee; SIZE as usize]).unwrap();
+        s.commit().unwrap();
+        s.create_snapshot("a", Some("s"), SnapshotKind::Manual).unwrap().unwrap();
+        let snap_a = read_all(&s, "a@s");
+        s.delete_volume("x").unwrap().unwrap();
+        s.gc_now().unwrap();
+        let committed: BTreeMap<&str, Vec<u8>> =
+            ["a", "b"].into_iter().map(|v| (v, read_all(&s, v))).collect();
+        // the committed content is the only one allowed so far
+        for (vol, m) in allowed.iter_mut() {
+            for (p, set) in m.iter_mut() {
+                set.clear();
+                set.insert(committed[vol][(*p * PAGE) as usize]);
+            }
+        }
+        // uncommitted writes: in place, copy-up, new chunks, trims
+        for i in 0..30u8 {
+            let vol = if rng.random_bool(0.5) { "a" } else { "b" };
+            let first = rng.random_range(0..SIZE / PAGE - 4);
+            let n = rng.random_range(1..4);
+            if rng.random_bool(0.2) {
+                let e = s.open_export(vol).unwrap();
+                e.trim(first * PAGE, n * PAGE).unwrap();
+                for p in first..first + n {
+                    allowed.get_mut(vol).unwrap().entry(p).or_default().insert(0);
+                }
+            } else {
+                write_pages(&s, vol, first, n, 10 + i, allowed.get_mut(vol).unwrap());
+            }
+            if i == 15 && seed % 2 == 0 {
+                s.commit().unwrap(); // a second committed point
+                for (vol, m) in allowed.iter_mut() {
+                    let now = read_all(&s, vol);
+                    for (p, set) in m.iter_mut() {
+                        set.clear();
+                        set.insert(now[(*p * PAGE) as usize]);
+                    }
+                }
+            }
+        }
+        s.abandon();
+        drop(s);
+        fs.crash(|_| rng.random_bool(0.5));
+        let s = Store::open_with(config(dir.path()), Arc::new(fs.clone())).unwrap();
+        assert_eq!(read_all(&s, "a@s"), snap_a, "seed {seed}: snapshot changed");
+        for (vol, m) in &allowed {
+            let got = read_all(&s, vol);
+            for (p, set) in m {
+                let page = &got[(*p * PAGE) as usize..((*p + 1) * PAGE) as usize];
+                assert!(
+                    page.iter().all(|b| *b == page[0]) && set.contains(&page[0]),
+                    "seed {seed}: {vol} page {p} holds {:?}, allowed {set:?}",
+                    &page[..8]
+                );
+            }
+        }
+        check_invariants(&s);
+        s.close().unwrap();
+    }
+}
+
+#[test]
+fn failed_sync_poisons_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = MemFs::default();
+    let s = Store::open_with(config(dir.path()), Arc::new(fs.clone())).unwrap();
+    s.create_volume("v", SIZE, 4096).unwrap().unwrap();
+    let e = s.open_export("v").unwrap();
+    e.write(0, &[1; 4096]).unwrap();
+    fs.faults.fail_writes.store(true, Ordering::Relaxed);
+    assert_eq!(e.write(8192, &[1; 10]).unwrap_err().kind(), ErrorKind::Io);
+    fs.faults.fail_writes.store(false, Ordering::Relaxed);
+    fs.faults.fail_sync.store(true, Ordering::Relaxed);
+    assert_eq!(e.commit().unwrap_err().kind(), ErrorKind::Io);
+    fs.faults.fail_sync.store(false, Ordering::Relaxed);
+    assert_eq!(e.commit().unwrap_err().kind(), ErrorKind::Io);
+    assert_eq!(e.write(0, &[2; 10]).unwrap_err().kind(), ErrorKind::Io);
+    s.abandon();
+}
