@@ -205,13 +205,17 @@ async fn kill_9_at_random_moments_loses_nothing_durable() -> anyhow::Result<()> 
             } else if roll < 96 {
                 let Some(clone) = promotable.iter().next().cloned() else { continue };
                 pending = Some(Pending::Promote { clone: clone.clone() });
-                let ok = cli_ok(&server, &["promote", &clone]);
-                if !ok {
-                    break 'work;
-                }
+                let out = server.cli(&["promote", &clone]).ok().filter(|o| o.status.success());
+                let Some(out) = out else { break 'work };
                 pending = None;
                 model.flush_all();
-                promote_in_model(&server, &mut model, &mut lineages, &clone)?;
+                let stdout = String::from_utf8_lossy(&out.stdout);
+                let rollback = stdout
+                    .split_whitespace()
+                    .find(|w| w.starts_with("vol-pre-promote-"))
+                    .expect("promote prints the rollback name")
+                    .to_string();
+                promote_in_model(&mut model, &mut lineages, &clone, rollback);
                 promotable.clear();
                 counts[4] += 1;
             } else if cli_ok(&server, &["gc"]) {
@@ -243,7 +247,12 @@ async fn kill_9_at_random_moments_loses_nothing_durable() -> anyhow::Result<()> 
             }
             Some(Pending::Promote { clone }) if !names.contains(&clone) => {
                 model.flush_all();
-                promote_in_model(&server, &mut model, &mut lineages, &clone)?;
+                let rollback = names
+                    .iter()
+                    .find(|n| n.starts_with("vol-pre-promote-") && !model.volumes.contains_key(*n))
+                    .cloned()
+                    .expect("rollback volume listed");
+                promote_in_model(&mut model, &mut lineages, &clone, rollback);
                 promotable.clear();
             }
             _ => {}
@@ -266,19 +275,13 @@ fn cli_ok(server: &TestServer, args: &[&str]) -> bool {
 }
 
 /// After `promote CLONE`: the clone's data is now `vol`, the old `vol` lives
-/// on under the rollback name the server chose.
+/// on under the rollback name the server printed.
 fn promote_in_model(
-    server: &TestServer,
     model: &mut Model,
     lineages: &mut BTreeMap<String, u32>,
     clone: &str,
-) -> anyhow::Result<()> {
-    let names = volume_names(server)?;
-    let rollback = names
-        .iter()
-        .find(|n| n.starts_with("vol-pre-promote-") && !model.volumes.contains_key(*n))
-        .cloned()
-        .expect("rollback volume listed");
+    rollback: String,
+) {
     let old = model.volumes.remove("vol").unwrap();
     let new = model.volumes.remove(clone).unwrap();
     let (old_l, new_l) = (lineages["vol"], lineages[clone]);
@@ -287,7 +290,6 @@ fn promote_in_model(
     lineages.insert("vol".into(), new_l);
     lineages.insert(rollback, old_l);
     lineages.remove(clone);
-    Ok(())
 }
 
 /// Snapshot names move when their volume is renamed by a promote: follow

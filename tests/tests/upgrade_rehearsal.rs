@@ -56,9 +56,7 @@ fn skip_or_fail(why: &str) -> bool {
 /// script cannot install for itself.
 fn preconditions() -> bool {
     let root = std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
-        s.lines()
-            .find_map(|l| l.strip_prefix("Uid:"))
-            .and_then(|ids| ids.split_whitespace().nth(1))
+        s.lines().find_map(|l| l.strip_prefix("Uid:")).and_then(|ids| ids.split_whitespace().nth(1))
             == Some("0")
     });
     if !root {
@@ -97,7 +95,10 @@ fn leftovers(dir: &Path) -> Vec<String> {
         .collect();
     if let Ok(o) = Command::new("losetup").arg("-l").output() {
         out.extend(
-            String::from_utf8_lossy(&o.stdout).lines().filter(|l| l.contains(&needle)).map(str::to_string),
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .filter(|l| l.contains(&needle))
+                .map(str::to_string),
         );
     }
     out
