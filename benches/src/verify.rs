@@ -48,7 +48,9 @@ impl fmt::Display for VerifyError {
             VerifyError::WrongOffset { expected, found } => {
                 write!(f, "block at {expected} holds the block written at {found}")
             }
-            VerifyError::BadChecksum { offset } => write!(f, "block at {offset} fails its checksum"),
+            VerifyError::BadChecksum { offset } => {
+                write!(f, "block at {offset} fails its checksum")
+            }
         }
     }
 }
@@ -98,7 +100,10 @@ mod tests {
     fn another_blocks_data_is_caught() {
         let mut b = vec![0u8; 4096];
         fill_block(&mut b, 4096, 1);
-        assert_eq!(check_block(&b, 8192), Err(VerifyError::WrongOffset { expected: 8192, found: 4096 }));
+        assert_eq!(
+            check_block(&b, 8192),
+            Err(VerifyError::WrongOffset { expected: 8192, found: 4096 })
+        );
     }
 
     #[test]

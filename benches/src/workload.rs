@@ -74,11 +74,18 @@ impl Workload {
             return Err("block size, queue depth and connections must be positive".into());
         }
         if self.verify && (self.block_size as usize) < crate::verify::HEADER_LEN {
-            return Err(format!("--verify needs blocks of at least {} bytes", crate::verify::HEADER_LEN));
+            return Err(format!(
+                "--verify needs blocks of at least {} bytes",
+                crate::verify::HEADER_LEN
+            ));
         }
-        let end = if self.length == 0 { export_size } else { self.offset.saturating_add(self.length) };
+        let end =
+            if self.length == 0 { export_size } else { self.offset.saturating_add(self.length) };
         if end > export_size || self.offset >= end {
-            return Err(format!("range {}+{} does not fit the export ({export_size} bytes)", self.offset, self.length));
+            return Err(format!(
+                "range {}+{} does not fit the export ({export_size} bytes)",
+                self.offset, self.length
+            ));
         }
         let blocks = (end - self.offset) / u64::from(self.block_size);
         if blocks == 0 {

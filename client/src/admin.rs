@@ -8,6 +8,10 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use ureq::http::{Method, Request, Response, StatusCode, header};
 
+mod schedule;
+
+pub use schedule::{PolicyDto, ScheduleDto, SchedulePatch, TickDto, TickFailureDto, VolumeTickDto};
+
 /// The admin API's default address.
 pub const DEFAULT_ADMIN_URL: &str = "http://127.0.0.1:10810";
 
@@ -304,6 +308,38 @@ impl AdminClient {
         self.call(Method::POST, "/v1/gc".into(), None)
     }
 
+    /// Every volume's snapshot schedule.
+    pub fn schedules(&self) -> Result<Vec<ScheduleDto>, AdminError> {
+        self.call(Method::GET, "/v1/schedules".into(), None)
+    }
+
+    /// One volume's snapshot schedule.
+    pub fn schedule(&self, volume: &str) -> Result<ScheduleDto, AdminError> {
+        self.call(Method::GET, schedule_path(volume), None)
+    }
+
+    /// Changes the fields `patch` sets in a volume's policy.
+    pub fn set_schedule(
+        &self,
+        volume: &str,
+        patch: &SchedulePatch,
+    ) -> Result<ScheduleDto, AdminError> {
+        let body = serde_json::to_value(patch).unwrap_or_default();
+        self.call(Method::PUT, schedule_path(volume), Some(body))
+    }
+
+    /// Drops what the API set: the config file and defaults apply again.
+    pub fn reset_schedule(&self, volume: &str) -> Result<ScheduleDto, AdminError> {
+        self.call(Method::DELETE, schedule_path(volume), None)
+    }
+
+    /// Runs the snapshot policy for every volume now, or at `now` (RFC 3339;
+    /// only a server started with `--enable-test-hooks` accepts it).
+    pub fn tick(&self, now: Option<&str>) -> Result<TickDto, AdminError> {
+        let body = serde_json::json!({ "now": now });
+        self.call(Method::POST, "/v1/schedule/tick".into(), Some(body))
+    }
+
     fn call<T: DeserializeOwned>(
         &self,
         method: Method,
@@ -378,6 +414,10 @@ fn check_status(mut response: Response<ureq::Body>) -> Result<Response<ureq::Bod
         }
     };
     Err(AdminError::Api { status: status.as_u16(), message })
+}
+
+fn schedule_path(volume: &str) -> String {
+    format!("/v1/volumes/{}/schedule", encode(volume))
 }
 
 fn snapshot_path(volume: &str, snapshot: &str, suffix: &str) -> String {
@@ -509,6 +549,19 @@ mod tests {
         let (url, server) = answer_once("200 OK", r#"{"ranges":[],"total_bytes":0}"#);
         AdminClient::new(url, None).diff("pg@a b", "pg").unwrap();
         assert!(server.join().unwrap().starts_with("GET /v1/diff?from=pg%40a%20b&to=pg HTTP/1.1"));
+    }
+
+    #[test]
+    fn set_schedule_sends_only_the_fields_given() {
+        let schedule = r#"{"volume":"pg","policy":{"enabled":true,"hourly":48,"daily":7,"weekly":4,"monthly":0},"source":"api","next_tick":"2026-11-24T14:00:00Z","last_snapshot":"pg@2026-11-24T13:00Z","scheduled_snapshots":30}"#;
+        let (url, server) = answer_once("200 OK", schedule);
+        let patch = SchedulePatch { hourly: Some(48), ..SchedulePatch::default() };
+        let got = AdminClient::new(url, None).set_schedule("pg", &patch).unwrap();
+        assert_eq!(got.policy.hourly, 48);
+        assert_eq!(serde_json::to_string(&got).unwrap(), schedule);
+        let request = server.join().unwrap();
+        assert!(request.starts_with("PUT /v1/volumes/pg/schedule HTTP/1.1"), "{request}");
+        assert!(request.ends_with(r#"{"hourly":48}"#), "{request}");
     }
 
     #[test]

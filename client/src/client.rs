@@ -12,8 +12,8 @@ use proto::{
     CommandFlags, Cookie, Request, TransmissionFlags,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpStream, ToSocketAddrs};
 use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::{TcpStream, ToSocketAddrs};
 use tokio::sync::{Mutex, oneshot};
 
 use crate::connection::{self, Pending, ReplyData};
@@ -71,11 +71,8 @@ impl NbdClient {
     ) -> Result<Self, ClientError> {
         let mut stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
-        let meta = if options.block_status {
-            vec![proto::BASE_ALLOCATION.to_owned()]
-        } else {
-            Vec::new()
-        };
+        let meta =
+            if options.block_status { vec![proto::BASE_ALLOCATION.to_owned()] } else { Vec::new() };
         let hs = ClientHandshake::new(ClientConfig {
             export: options.export,
             structured_replies: options.structured_replies,
@@ -130,7 +127,9 @@ impl NbdClient {
 
     /// Reads `length` bytes at `offset`.
     pub async fn read(&self, offset: u64, length: u32) -> Result<Bytes, ClientError> {
-        let r = self.request(CommandFlags::empty(), Command::Read { offset, length: length.into() }).await?;
+        let r = self
+            .request(CommandFlags::empty(), Command::Read { offset, length: length.into() })
+            .await?;
         match r {
             ReplyData::Read(b) => Ok(b),
             _ => Err(ClientError::Unexpected("read reply without data")),
@@ -153,13 +152,22 @@ impl NbdClient {
     }
 
     /// Zeroes a range (`no_hole` asks the server to keep it allocated).
-    pub async fn write_zeroes(&self, offset: u64, length: u64, no_hole: bool) -> Result<(), ClientError> {
+    pub async fn write_zeroes(
+        &self,
+        offset: u64,
+        length: u64,
+        no_hole: bool,
+    ) -> Result<(), ClientError> {
         let flags = if no_hole { CommandFlags::NO_HOLE } else { CommandFlags::empty() };
         self.request(flags, Command::WriteZeroes { offset, length }).await.map(drop)
     }
 
     /// `base:allocation` extents from `offset`.
-    pub async fn block_status(&self, offset: u64, length: u64) -> Result<Vec<BlockExtent>, ClientError> {
+    pub async fn block_status(
+        &self,
+        offset: u64,
+        length: u64,
+    ) -> Result<Vec<BlockExtent>, ClientError> {
         match self.request(CommandFlags::empty(), Command::BlockStatus { offset, length }).await? {
             ReplyData::BlockStatus(e) => Ok(e),
             _ => Err(ClientError::Unexpected("block status reply without extents")),
@@ -167,7 +175,11 @@ impl NbdClient {
     }
 
     /// Sends any request (tests use this for malformed ones) and waits for its reply.
-    pub async fn request(&self, flags: CommandFlags, command: Command) -> Result<ReplyData, ClientError> {
+    pub async fn request(
+        &self,
+        flags: CommandFlags,
+        command: Command,
+    ) -> Result<ReplyData, ClientError> {
         let cookie = Cookie(self.next_cookie.fetch_add(1, Ordering::Relaxed));
         let req = Request { cookie, flags, command };
         let (tx, rx) = oneshot::channel();

@@ -83,7 +83,11 @@ impl Pending {
 const MAX_REPLY: u32 = 32 << 20;
 
 /// Reads replies until EOF or a protocol error, then fails whatever waits.
-pub(crate) async fn read_replies(mut rd: OwnedReadHalf, mut buf: BytesMut, pending: Arc<Mutex<Pending>>) {
+pub(crate) async fn read_replies(
+    mut rd: OwnedReadHalf,
+    mut buf: BytesMut,
+    pending: Arc<Mutex<Pending>>,
+) {
     let extended = pending.lock().map(|p| p.extended).unwrap_or(false);
     let _ = run(&mut rd, &mut buf, &pending, extended).await;
     if let Ok(mut p) = pending.lock() {
@@ -121,10 +125,14 @@ async fn run(
             ReplyHeader::Simple { cookie, error } => {
                 let read_len = {
                     let p = pending.lock().map_err(|_| ClientError::Closed)?;
-                    let w = p.map.get(&cookie.0).ok_or(ClientError::Unexpected("reply to unknown cookie"))?;
+                    let w = p
+                        .map
+                        .get(&cookie.0)
+                        .ok_or(ClientError::Unexpected("reply to unknown cookie"))?;
                     if error == 0 && w.kind == cmd::READ { w.length } else { 0 }
                 };
-                let read_len = usize::try_from(read_len).map_err(|_| ClientError::Unexpected("huge read"))?;
+                let read_len =
+                    usize::try_from(read_len).map_err(|_| ClientError::Unexpected("huge read"))?;
                 need(rd, buf, header_len + read_len).await?;
                 buf.advance(header_len);
                 let data = buf.split_to(read_len).freeze();
@@ -146,22 +154,31 @@ async fn run(
                 buf.advance(header_len);
                 let payload = buf.split_to(plen);
                 let mut p = pending.lock().map_err(|_| ClientError::Closed)?;
-                let w = p.map.get_mut(&cookie.0).ok_or(ClientError::Unexpected("chunk for unknown cookie"))?;
+                let w = p
+                    .map
+                    .get_mut(&cookie.0)
+                    .ok_or(ClientError::Unexpected("chunk for unknown cookie"))?;
                 apply_chunk(w, kind, &payload, extended)?;
-                if header.is_done() {
-                    if let Some(w) = p.map.remove(&cookie.0) {
-                        let _ = w.tx.send(finish(w.kind, w.data, w.extents, w.error));
-                    }
+                if header.is_done()
+                    && let Some(w) = p.map.remove(&cookie.0)
+                {
+                    let _ = w.tx.send(finish(w.kind, w.data, w.extents, w.error));
                 }
             }
         }
     }
 }
 
-fn apply_chunk(w: &mut Waiting, kind: u16, payload: &[u8], extended: bool) -> Result<(), ClientError> {
+fn apply_chunk(
+    w: &mut Waiting,
+    kind: u16,
+    payload: &[u8],
+    extended: bool,
+) -> Result<(), ClientError> {
     let read_buf = |w: &mut Waiting| -> Result<(), ClientError> {
         if w.data.is_none() {
-            let len = usize::try_from(w.length).map_err(|_| ClientError::Unexpected("huge read"))?;
+            let len =
+                usize::try_from(w.length).map_err(|_| ClientError::Unexpected("huge read"))?;
             w.data = Some(BytesMut::zeroed(len));
         }
         Ok(())
@@ -171,10 +188,14 @@ fn apply_chunk(w: &mut Waiting, kind: u16, payload: &[u8], extended: bool) -> Re
         chunk::OFFSET_DATA => {
             let (at, data) = proto::parse_offset_data(payload, extended)?;
             read_buf(w)?;
-            let start = at.checked_sub(w.offset).ok_or(ClientError::Unexpected("data before the request"))?;
+            let start = at
+                .checked_sub(w.offset)
+                .ok_or(ClientError::Unexpected("data before the request"))?;
             let start = usize::try_from(start).map_err(|_| ClientError::Unexpected("offset"))?;
             let dst = w.data.as_mut().ok_or(ClientError::Unexpected("no buffer"))?;
-            let end = start.checked_add(data.len()).filter(|e| *e <= dst.len())
+            let end = start
+                .checked_add(data.len())
+                .filter(|e| *e <= dst.len())
                 .ok_or(ClientError::Unexpected("data beyond the request"))?;
             dst[start..end].copy_from_slice(data);
         }
@@ -187,7 +208,8 @@ fn apply_chunk(w: &mut Waiting, kind: u16, payload: &[u8], extended: bool) -> Re
             }
         }
         chunk::BLOCK_STATUS | chunk::BLOCK_STATUS_EXT => {
-            let (_ctx, extents) = proto::parse_block_status(payload, kind == chunk::BLOCK_STATUS_EXT)?;
+            let (_ctx, extents) =
+                proto::parse_block_status(payload, kind == chunk::BLOCK_STATUS_EXT)?;
             w.extents.extend(extents);
         }
         chunk::ERROR | chunk::ERROR_OFFSET => {

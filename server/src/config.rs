@@ -2,8 +2,12 @@
 //! lives in `main.rs`; this type is what the library runs on.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::schedule::{PolicyError, ScheduleConfig};
 
 /// The IANA NBD port on loopback.
 pub const DEFAULT_NBD_ADDR: &str = "127.0.0.1:10809";
@@ -54,6 +58,59 @@ pub struct Config {
     pub io_threads: usize,
     /// sled cache capacity in bytes.
     pub sled_cache: u64,
+    /// Snapshot policies from the config file (`[schedule]`).
+    pub schedule: ScheduleConfig,
+    /// Run the hourly snapshot timer (`--no-schedule` turns it off; the
+    /// schedule API and `POST /v1/schedule/tick` still work).
+    pub schedule_timer: bool,
+    /// Test-only hooks, e.g. a fake `now` for `POST /v1/schedule/tick`.
+    pub enable_test_hooks: bool,
+}
+
+/// The TOML file given with `--config`. Flags given on the command line win
+/// over it where both say something.
+///
+/// ```toml
+/// [schedule]
+/// hourly = 48
+///
+/// [schedule.volumes.scratch]
+/// enabled = false
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Snapshot schedule and retention.
+    #[serde(default)]
+    pub schedule: ScheduleConfig,
+}
+
+/// The largest config file read.
+const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+impl FileConfig {
+    /// Parses and validates the file's text.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let file: FileConfig = toml::from_str(text).map_err(ConfigError::Toml)?;
+        file.schedule.validate()?;
+        Ok(file)
+    }
+
+    /// Reads, parses and validates `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let io = |source| ConfigError::ReadFile { path: path.display().to_string(), source };
+        let len = std::fs::metadata(path).map_err(io)?.len();
+        if len > MAX_CONFIG_BYTES {
+            return Err(ConfigError::FileTooLarge { path: path.display().to_string(), len });
+        }
+        let text = std::fs::read_to_string(path).map_err(io)?;
+        Self::parse(&text).map_err(|e| match e {
+            ConfigError::Toml(source) => {
+                ConfigError::ParseFile { path: path.display().to_string(), source }
+            }
+            other => other,
+        })
+    }
 }
 
 impl Default for Config {
@@ -70,6 +127,9 @@ impl Default for Config {
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             io_threads: 8,
             sled_cache: DEFAULT_SLED_CACHE,
+            schedule: ScheduleConfig::default(),
+            schedule_timer: true,
+            enable_test_hooks: false,
         }
     }
 }
@@ -100,6 +160,38 @@ pub enum ConfigError {
     /// A limit that must be positive is zero.
     #[error("{0} must be greater than zero")]
     Zero(&'static str),
+    /// The config file could not be read.
+    #[error("cannot read config file {path}")]
+    ReadFile {
+        /// the file
+        path: String,
+        /// the cause
+        #[source]
+        source: std::io::Error,
+    },
+    /// The config file is larger than any sensible one.
+    #[error("config file {path} is {len} bytes; the limit is {MAX_CONFIG_BYTES}")]
+    FileTooLarge {
+        /// the file
+        path: String,
+        /// its size
+        len: u64,
+    },
+    /// The config file is not valid TOML or has unknown keys.
+    #[error("invalid config file {path}")]
+    ParseFile {
+        /// the file
+        path: String,
+        /// the parser's message (with line and column)
+        #[source]
+        source: toml::de::Error,
+    },
+    /// Config text that is not valid TOML or has unknown keys.
+    #[error("invalid config")]
+    Toml(#[source] toml::de::Error),
+    /// A snapshot policy that cannot be used.
+    #[error("invalid [schedule]")]
+    Schedule(#[from] PolicyError),
 }
 
 impl Config {
@@ -124,6 +216,7 @@ impl Config {
                 return Err(ConfigError::Zero(name));
             }
         }
+        self.schedule.validate()?;
         Ok(())
     }
 }
@@ -145,6 +238,32 @@ mod tests {
         assert!(matches!(c.validate(), Err(ConfigError::InsecureAdmin(_))));
         c.admin_insecure_plain_http = true;
         c.validate().unwrap();
+    }
+
+    #[test]
+    fn config_file_sets_the_schedule_and_refuses_unknown_keys() {
+        let file =
+            FileConfig::parse("[schedule]\nhourly = 48\n[schedule.volumes.pg]\ndaily = 14\n")
+                .unwrap();
+        assert_eq!(file.schedule.hourly, Some(48));
+        assert_eq!(file.schedule.volumes["pg"].daily, Some(14));
+        assert_eq!(FileConfig::parse("").unwrap(), FileConfig::default());
+        let err = FileConfig::parse("listen = \"0.0.0.0:1\"").unwrap_err();
+        assert!(matches!(err, ConfigError::Toml(_)), "{err:?}");
+        let err = FileConfig::parse("[schedule]\nhourly = 0\ndaily = 0\nweekly = 0").unwrap_err();
+        assert!(matches!(err, ConfigError::Schedule(PolicyError::KeepsNothing)), "{err:?}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("clonebd.toml");
+        std::fs::write(&path, "[schedule]\nhourli = 1\n").unwrap();
+        let err = FileConfig::load(&path).unwrap_err();
+        assert!(matches!(err, ConfigError::ParseFile { .. }), "{err:?}");
+        let chain = std::error::Error::source(&err).unwrap().to_string();
+        assert!(chain.contains("hourli"), "{chain}");
+        assert!(matches!(
+            FileConfig::load(&dir.path().join("missing.toml")),
+            Err(ConfigError::ReadFile { .. })
+        ));
     }
 
     #[test]

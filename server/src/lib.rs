@@ -17,11 +17,13 @@ pub mod admin;
 mod config;
 pub mod metrics;
 mod nbd;
+pub mod schedule;
 mod server;
 
 pub use config::{
     Config, ConfigError, DEFAULT_ADMIN_ADDR, DEFAULT_DATA_DIR, DEFAULT_HANDSHAKE_TIMEOUT,
     DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_INFLIGHT_BYTES, DEFAULT_MAX_INFLIGHT_REQUESTS,
     DEFAULT_MAX_PAYLOAD, DEFAULT_NBD_ADDR, DEFAULT_SLED_CACHE, DEFAULT_VOLUME, DEFAULT_VOLUME_SIZE,
+    FileConfig,
 };
 pub use server::{Server, ServerError, run};

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use clonebd_server::{Config, DEFAULT_ADMIN_ADDR, DEFAULT_DATA_DIR, DEFAULT_NBD_ADDR, Server};
+use clonebd_server::{
+    Config, DEFAULT_ADMIN_ADDR, DEFAULT_DATA_DIR, DEFAULT_NBD_ADDR, FileConfig, Server,
+};
 
 /// clonebd's NBD server: thin copy-on-write volumes, read-only snapshot
 /// exports (NAME@SNAP) and writable clones, with an HTTP admin API.
@@ -42,6 +44,18 @@ struct Args {
     /// Block-map cache in MiB (sled; RSS is about 1.5-2x this).
     #[arg(long, value_name = "MIB", default_value_t = Config::default().sled_cache >> 20)]
     cache_mib: u64,
+    /// TOML config file; today it holds the snapshot policy, `[schedule]`
+    /// and `[schedule.volumes.NAME]` (see docs/ARCHITECTURE.md "Snapshot schedule").
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Do not take or prune snapshots on the hourly timer (the schedule API
+    /// and `clonebd schedule tick` still work).
+    #[arg(long)]
+    no_schedule: bool,
+    /// Test-only hooks: let `POST /v1/schedule/tick` run at a given time.
+    /// Never on a production server.
+    #[arg(long)]
+    enable_test_hooks: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -53,6 +67,10 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
+    let file = match &args.config {
+        Some(path) => FileConfig::load(path).map_err(anyhow::Error::from)?,
+        None => FileConfig::default(),
+    };
     let config = Config {
         data_dir: args.data,
         listen: args.listen,
@@ -62,6 +80,9 @@ fn main() -> anyhow::Result<()> {
         handshake_timeout: Duration::from_secs(args.handshake_timeout),
         io_threads: args.io_threads,
         sled_cache: args.cache_mib << 20,
+        schedule: file.schedule,
+        schedule_timer: !args.no_schedule,
+        enable_test_hooks: args.enable_test_hooks,
         ..Config::default()
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

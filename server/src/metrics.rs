@@ -1,7 +1,10 @@
 //! Every metric's name, help and registration, and the handles the request
 //! path uses. Labels are `export` and `op` only: bounded cardinality.
 
+use std::collections::HashSet;
 use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
@@ -25,14 +28,35 @@ pub struct Metrics {
     connections: IntGaugeVec,
     inflight: IntGaugeVec,
     pub(crate) store_gauges: StoreGauges,
+    schedule: ScheduleMetrics,
+    /// Exports that have per-export series; those of deleted exports are
+    /// dropped at the next scrape, so hourly snapshots do not grow the
+    /// output forever.
+    exports_seen: Mutex<HashSet<String>>,
 }
 
-/// Gauges refreshed from the store at scrape time.
+/// The scheduler's counters (no labels: they sum over volumes).
+#[derive(Clone)]
+pub struct ScheduleMetrics {
+    /// Scheduled snapshots taken.
+    pub taken: IntCounter,
+    /// Scheduled snapshots pruned by retention.
+    pub pruned: IntCounter,
+    /// Takes and prunes the store refused or failed.
+    pub failures: IntCounter,
+    /// Unix time of the last run of the policy.
+    pub last_run: IntGauge,
+}
+
+/// Series refreshed from the store at scrape time. The counters mirror the
+/// store's own since-open counters (the store lives as long as the process).
 pub(crate) struct StoreGauges {
-    pub(crate) copy_ups: IntGauge,
-    pub(crate) chunks_allocated: IntGauge,
-    pub(crate) chunks_freed: IntGauge,
+    pub(crate) copy_ups: IntCounter,
+    pub(crate) chunks_allocated: IntCounter,
+    pub(crate) chunks_freed: IntCounter,
+    pub(crate) bytes_freed: IntCounter,
     pub(crate) gc_pending: IntGauge,
+    pub(crate) free_chunks: IntGauge,
     pub(crate) sled_bytes: IntGauge,
     pub(crate) volume_size: IntGaugeVec,
     pub(crate) volume_written: IntGaugeVec,
@@ -114,69 +138,122 @@ macro_rules! register {
 impl Metrics {
     /// Registers every metric.
     pub fn new() -> Arc<Self> {
-        let registry = Registry::new_custom(Some("clonebd".into()), None)
-            .unwrap_or_else(|_| Registry::new());
+        let registry =
+            Registry::new_custom(Some("clonebd".into()), None).unwrap_or_else(|_| Registry::new());
         let ev = &["export", "op"];
         let requests = register!(
             registry,
-            IntCounterVec::new(Opts::new("requests_total", "NBD requests completed"), ev).expect("opts")
+            IntCounterVec::new(Opts::new("requests_total", "NBD requests completed"), ev)
+                .expect("opts")
         );
         let bytes = register!(
             registry,
-            IntCounterVec::new(Opts::new("request_bytes_total", "Bytes read or written by NBD requests"), ev)
-                .expect("opts")
+            IntCounterVec::new(
+                Opts::new("request_bytes_total", "Bytes read or written by NBD requests"),
+                ev
+            )
+            .expect("opts")
         );
         let errors = register!(
             registry,
-            IntCounterVec::new(Opts::new("request_errors_total", "NBD requests answered with an error"), ev)
-                .expect("opts")
+            IntCounterVec::new(
+                Opts::new("request_errors_total", "NBD requests answered with an error"),
+                ev
+            )
+            .expect("opts")
         );
         let latency = register!(
             registry,
             HistogramVec::new(
-                HistogramOpts::new("request_duration_seconds", "NBD request latency, decode to reply queued")
-                    .buckets(latency_buckets()),
+                HistogramOpts::new(
+                    "request_duration_seconds",
+                    "NBD request latency, decode to reply queued"
+                )
+                .buckets(latency_buckets()),
                 ev
             )
             .expect("opts")
         );
         let connections = register!(
             registry,
-            IntGaugeVec::new(Opts::new("connections", "Open NBD connections"), &["export"]).expect("opts")
+            IntGaugeVec::new(Opts::new("connections", "Open NBD connections"), &["export"])
+                .expect("opts")
         );
         let inflight = register!(
             registry,
             IntGaugeVec::new(Opts::new("inflight_requests", "NBD requests in flight"), &["export"])
                 .expect("opts")
         );
-        let g = |name: &str, help: &str| register!(registry, IntGauge::new(name, help).expect("opts"));
+        let g =
+            |name: &str, help: &str| register!(registry, IntGauge::new(name, help).expect("opts"));
         let gv = |name: &str, help: &str| {
             register!(registry, IntGaugeVec::new(Opts::new(name, help), &["export"]).expect("opts"))
         };
+        let c = |name: &str, help: &str| {
+            register!(registry, IntCounter::new(name, help).expect("opts"))
+        };
         let store_gauges = StoreGauges {
-            copy_ups: g("copy_ups", "Chunks copied up since start (first writes into shared chunks)"),
-            chunks_allocated: g("chunks_allocated", "Chunks allocated since start"),
-            chunks_freed: g("gc_chunks_freed", "Chunks freed by GC since start"),
-            gc_pending: g("gc_pending", "Map groups waiting for GC"),
+            copy_ups: c(
+                "copy_ups_total",
+                "Chunks copied up (first writes into chunks shared with a snapshot or origin)",
+            ),
+            chunks_allocated: c("chunks_allocated_total", "Chunks allocated, copy-ups included"),
+            chunks_freed: c("gc_chunks_freed_total", "Chunks freed by GC"),
+            bytes_freed: c("gc_bytes_freed_total", "Bytes freed by GC"),
+            gc_pending: g("gc_pending_nodes", "Volumes, clones and origins waiting for GC"),
+            free_chunks: g("free_chunks", "Freed chunks waiting in the free lists for reuse"),
             sled_bytes: g("sled_size_on_disk_bytes", "Size of the block map database on disk"),
             volume_size: gv("volume_size_bytes", "Logical size of each volume"),
             volume_written: gv("volume_written_bytes", "Bytes of chunks each volume wrote itself"),
             snapshots: gv("snapshots", "Snapshots of each volume"),
-            newest_snapshot_age: gv("newest_snapshot_age_seconds", "Age of each volume's newest snapshot"),
+            newest_snapshot_age: gv(
+                "newest_snapshot_age_seconds",
+                "Age of each volume's newest snapshot",
+            ),
+        };
+        let schedule = ScheduleMetrics {
+            taken: c("schedule_snapshots_taken_total", "Scheduled snapshots taken"),
+            pruned: c(
+                "schedule_snapshots_pruned_total",
+                "Scheduled snapshots deleted by retention",
+            ),
+            failures: c("schedule_failures_total", "Scheduled takes and prunes refused or failed"),
+            last_run: g(
+                "schedule_last_run_timestamp_seconds",
+                "Unix time the snapshot policy last ran",
+            ),
         };
         let build = register!(
             registry,
-            IntGaugeVec::new(Opts::new("build_info", "Build information"), &["version"]).expect("opts")
+            IntGaugeVec::new(Opts::new("build_info", "Build information"), &["version"])
+                .expect("opts")
         );
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         let process = prometheus::process_collector::ProcessCollector::for_self();
         let _ = registry.register(Box::new(process));
-        Arc::new(Self { registry, requests, bytes, errors, latency, connections, inflight, store_gauges })
+        Arc::new(Self {
+            registry,
+            requests,
+            bytes,
+            errors,
+            latency,
+            connections,
+            inflight,
+            store_gauges,
+            schedule,
+            exports_seen: Mutex::new(HashSet::new()),
+        })
+    }
+
+    /// The scheduler's handles.
+    pub fn schedule(&self) -> ScheduleMetrics {
+        self.schedule.clone()
     }
 
     /// Handles for one connection's export, resolved once so the request
     /// path does no label hashing.
     pub fn for_export(&self, export: &str) -> ExportMetrics {
+        self.exports_seen.lock().insert(export.to_owned());
         let per_op = Op::ALL.map(|op| OpMetrics {
             requests: self.requests.with_label_values(&[export, op.label()]),
             bytes: self.bytes.with_label_values(&[export, op.label()]),
@@ -210,13 +287,32 @@ impl Metrics {
         for v in store.volumes() {
             g.volume_size.with_label_values(&[&v.name]).set(clamp(v.size));
             g.volume_written.with_label_values(&[&v.name]).set(clamp(v.written_bytes));
-            g.snapshots.with_label_values(&[&v.name]).set(i64::try_from(v.snapshot_count).unwrap_or(i64::MAX));
+            g.snapshots
+                .with_label_values(&[&v.name])
+                .set(i64::try_from(v.snapshot_count).unwrap_or(i64::MAX));
         }
         for s in store.snapshots(None) {
             // Oldest first: the last one seen per volume is the newest.
             g.newest_snapshot_age.with_label_values(&[&s.volume]).set(now_unix - s.created_unix);
         }
-        g.sled_bytes.set(clamp(store.sled_size_on_disk()));
+        let live: HashSet<String> = store.exports().into_iter().map(|e| e.name).collect();
+        let gone: Vec<String> = {
+            let mut seen = self.exports_seen.lock();
+            let gone = seen.iter().filter(|e| !live.contains(*e)).cloned().collect();
+            seen.retain(|e| live.contains(e));
+            gone
+        };
+        for export in gone {
+            self.forget_export(&export);
+        }
+        let stats = store.stats();
+        catch_up(&g.copy_ups, stats.copy_ups);
+        catch_up(&g.chunks_allocated, stats.chunks_allocated);
+        catch_up(&g.chunks_freed, stats.gc_chunks_freed);
+        catch_up(&g.bytes_freed, stats.gc_bytes_freed);
+        g.gc_pending.set(i64::try_from(stats.gc_pending_nodes).unwrap_or(i64::MAX));
+        g.free_chunks.set(i64::try_from(stats.free_chunks).unwrap_or(i64::MAX));
+        g.sled_bytes.set(clamp(stats.sled_bytes));
     }
 
     /// Drops the series of a deleted export.
@@ -230,6 +326,14 @@ impl Metrics {
         }
         let _ = self.connections.remove_label_values(&[export]);
         let _ = self.inflight.remove_label_values(&[export]);
+    }
+}
+
+/// Moves a counter up to a total kept elsewhere (never down).
+fn catch_up(counter: &IntCounter, total: u64) {
+    let current = counter.get();
+    if total > current {
+        counter.inc_by(total - current);
     }
 }
 

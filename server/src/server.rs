@@ -14,6 +14,7 @@ use crate::admin;
 use crate::config::{Config, ConfigError, DEFAULT_VOLUME, DEFAULT_VOLUME_SIZE};
 use crate::metrics::Metrics;
 use crate::nbd::NbdService;
+use crate::schedule::{SavedError, SavedPolicies, Scheduler};
 
 /// Why the server could not start or stopped badly.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +47,9 @@ pub enum ServerError {
     /// The store refused to create the default volume.
     #[error("cannot create the default volume: {0}")]
     DefaultVolume(String),
+    /// `DATA/schedules.json` could not be read.
+    #[error("snapshot schedules")]
+    Schedules(#[from] SavedError),
     /// A thread or task failed.
     #[error("internal task failed")]
     Task(#[from] tokio::task::JoinError),
@@ -58,6 +62,7 @@ pub struct Server {
     token: String,
     nbd: TcpListener,
     admin: TcpListener,
+    schedules: SavedPolicies,
 }
 
 impl Server {
@@ -66,8 +71,7 @@ impl Server {
     pub async fn bind(config: Config) -> Result<Self, ServerError> {
         config.validate()?;
         let dir = config.data_dir.clone();
-        let data_err =
-            |source| ServerError::DataDir { dir: dir.display().to_string(), source };
+        let data_err = |source| ServerError::DataDir { dir: dir.display().to_string(), source };
         let fresh = is_fresh(&config.data_dir).map_err(data_err)?;
         std::fs::create_dir_all(&config.data_dir).map_err(data_err)?;
         let token = admin::load_or_create_token(&config.data_dir).map_err(data_err)?;
@@ -84,15 +88,21 @@ impl Server {
             if let Err(refusal) = created {
                 return Err(ServerError::DefaultVolume(refusal.to_string()));
             }
-            info!(volume = DEFAULT_VOLUME, size = DEFAULT_VOLUME_SIZE, "created the default volume");
+            info!(
+                volume = DEFAULT_VOLUME,
+                size = DEFAULT_VOLUME_SIZE,
+                "created the default volume"
+            );
         }
+
+        let schedules = SavedPolicies::load(&config.data_dir)?;
 
         let bind = |addr: SocketAddr| async move {
             TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr, source })
         };
         let nbd = bind(config.listen).await?;
         let admin = bind(config.admin).await?;
-        Ok(Self { config, store, token, nbd, admin })
+        Ok(Self { config, store, token, nbd, admin, schedules })
     }
 
     /// The address NBD clients connect to.
@@ -125,8 +135,20 @@ impl Server {
                 .map_err(|source| ServerError::DataDir { dir: "io pool".into(), source })?,
         );
         let nbd_task = tokio::spawn(nbd.serve(self.nbd, stop_rx.clone()));
-        let router = admin::router(admin::AdminState::new(self.store.clone(), self.token.into()))
-            .merge(metrics_router(metrics, self.store.clone()));
+        let scheduler = Arc::new(Scheduler::new(
+            Arc::new(self.store.clone()),
+            self.config.schedule.clone(),
+            self.schedules,
+            self.config.schedule_timer,
+            Some(metrics.schedule()),
+        ));
+        let schedule_task = self
+            .config
+            .schedule_timer
+            .then(|| tokio::spawn(crate::schedule::timer::run(scheduler.clone(), stop_rx.clone())));
+        let state = admin::AdminState::new(self.store.clone(), self.token.into())
+            .with_schedules(scheduler, self.config.enable_test_hooks);
+        let router = admin::router(state).merge(metrics_router(metrics, self.store.clone()));
         let mut admin_stop = stop_rx.clone();
         let admin_task = tokio::spawn(admin::serve(self.admin, router, async move {
             let _ = admin_stop.wait_for(|s| *s).await;
@@ -136,6 +158,9 @@ impl Server {
         info!("shutting down: finishing in-flight requests");
         let _ = stop_tx.send(true);
         nbd_task.await?;
+        if let Some(task) = schedule_task {
+            task.await?;
+        }
         match admin_task.await? {
             Ok(()) => {}
             Err(e) => warn!(error = %e, "admin listener stopped with an error"),

@@ -14,12 +14,19 @@ fn stderr(o: &std::process::Output) -> String {
 #[test]
 fn volume_lifecycle_through_the_cli() -> anyhow::Result<()> {
     let server = TestServer::start()?;
-    let out = server.cli_ok(&["volume", "create", "vol0", "--size", "1G", "--chunk-size", "128K"])?;
+    let out =
+        server.cli_ok(&["volume", "create", "vol0", "--size", "1G", "--chunk-size", "128K"])?;
     assert!(out.contains("vol0"), "{out}");
 
     let list = server.cli_ok(&["volume", "list", "--json"])?;
     let json: serde_json::Value = serde_json::from_str(&list)?;
-    let vol = json.as_array().unwrap().iter().find(|v| v["name"] == "vol0").cloned().expect("vol0 listed");
+    let vol = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "vol0")
+        .cloned()
+        .expect("vol0 listed");
     assert_eq!(vol["size"], 1u64 << 30);
     assert_eq!(vol["chunk_size"], 128 * 1024);
     assert_eq!(vol["written_bytes"], 0);
@@ -29,12 +36,14 @@ fn volume_lifecycle_through_the_cli() -> anyhow::Result<()> {
     assert!(table.lines().any(|l| l.starts_with("default")), "{table}");
 
     server.cli_ok(&["volume", "resize", "vol0", "--size", "2G"])?;
-    let list: serde_json::Value = serde_json::from_str(&server.cli_ok(&["volume", "list", "--json"])?)?;
+    let list: serde_json::Value =
+        serde_json::from_str(&server.cli_ok(&["volume", "list", "--json"])?)?;
     let vol = list.as_array().unwrap().iter().find(|v| v["name"] == "vol0").cloned().unwrap();
     assert_eq!(vol["size"], 2u64 << 30);
 
     server.cli_ok(&["volume", "delete", "vol0"])?;
-    let list: serde_json::Value = serde_json::from_str(&server.cli_ok(&["volume", "list", "--json"])?)?;
+    let list: serde_json::Value =
+        serde_json::from_str(&server.cli_ok(&["volume", "list", "--json"])?)?;
     assert!(list.as_array().unwrap().iter().all(|v| v["name"] != "vol0"));
     Ok(())
 }

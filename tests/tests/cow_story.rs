@@ -31,7 +31,12 @@ impl Model {
     }
 }
 
-async fn write(server: &TestServer, export: &str, offset: usize, data: &[u8]) -> anyhow::Result<()> {
+async fn write(
+    server: &TestServer,
+    export: &str,
+    offset: usize,
+    data: &[u8],
+) -> anyhow::Result<()> {
     let c = NbdClient::connect(server.nbd, ConnectOptions::modern(export)).await?;
     c.write(offset as u64, Bytes::copy_from_slice(data), false).await?;
     c.flush().await?;
@@ -62,7 +67,12 @@ async fn check_all(server: &TestServer, model: &Model) -> anyhow::Result<()> {
 fn snapshot_exports(server: &TestServer) -> anyhow::Result<Vec<String>> {
     let out = server.cli_ok(&["export", "list", "--json"])?;
     let json: serde_json::Value = serde_json::from_str(&out)?;
-    Ok(json.as_array().into_iter().flatten().filter_map(|e| e["name"].as_str().map(String::from)).collect())
+    Ok(json
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["name"].as_str().map(String::from))
+        .collect())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,6 +3,8 @@
 //! that every acknowledged-durable write is there and that no block holds
 //! bytes its volume never wrote (never another volume's, never a freed
 //! chunk's). Bounded: a fixed number of cycles with a seeded RNG.
+// Test buffers are a few MiB at most: their lengths always fit the wire's u32.
+#![allow(clippy::cast_possible_truncation)]
 
 mod common;
 
@@ -39,7 +41,10 @@ fn decode(b: &[u8], index: u32, what: &str) -> Option<(u32, u64)> {
     let idx = u32::from_le_bytes(b[4..8].try_into().unwrap());
     let seq = u64::from_le_bytes(b[8..16].try_into().unwrap());
     assert_eq!(idx, index, "{what}: block {index} holds block {idx}'s bytes");
-    assert!(b == block_bytes(lineage, idx, seq).as_slice(), "{what}: block {index} is torn or foreign");
+    assert!(
+        b == block_bytes(lineage, idx, seq).as_slice(),
+        "{what}: block {index} is torn or foreign"
+    );
     Some((lineage, seq))
 }
 
@@ -87,7 +92,11 @@ async fn verify(server: &TestServer, model: &mut Model, cycle: usize) -> anyhow:
             let what = format!("cycle {cycle} volume {name}");
             let got = decode(&data[i * BLOCK..][..BLOCK], i as u32, &what);
             let ok = got == cell.durable || got.is_some_and(|g| cell.later.contains(&g));
-            assert!(ok, "{what}: block {i} holds {got:?}, durable {:?}, later {:?}", cell.durable, cell.later);
+            assert!(
+                ok,
+                "{what}: block {i} holds {got:?}, durable {:?}, later {:?}",
+                cell.durable, cell.later
+            );
             // What survived is now the durable value.
             cell.durable = got;
             cell.later.clear();
@@ -109,7 +118,12 @@ async fn verify(server: &TestServer, model: &mut Model, cycle: usize) -> anyhow:
 fn volume_names(server: &TestServer) -> anyhow::Result<BTreeSet<String>> {
     let out = server.cli_ok(&["volume", "list", "--json"])?;
     let json: serde_json::Value = serde_json::from_str(&out)?;
-    Ok(json.as_array().into_iter().flatten().filter_map(|v| v["name"].as_str().map(String::from)).collect())
+    Ok(json
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v["name"].as_str().map(String::from))
+        .collect())
 }
 
 /// An admin operation whose outcome a kill may leave undecided.
@@ -130,6 +144,7 @@ async fn kill_9_at_random_moments_loses_nothing_durable() -> anyhow::Result<()> 
     let mut lineages: BTreeMap<String, u32> = BTreeMap::from([("vol".to_string(), 1)]);
     let mut seq = 0u64;
     let mut clones = 0;
+    let mut snapshots_taken = 0;
     // Clones of the current `vol`: promoting one makes it `vol`. (A clone of
     // an older `vol` would take the rollback volume's name instead.)
     let mut promotable: BTreeSet<String> = BTreeSet::new();
@@ -150,7 +165,11 @@ async fn kill_9_at_random_moments_loses_nothing_durable() -> anyhow::Result<()> 
             let roll = rng.random_range(0..100);
             if roll < 80 {
                 let vol = &names[rng.random_range(0..names.len())];
-                let Ok(c) = NbdClient::connect(server.nbd, ConnectOptions::modern(vol.as_str())).await else { break 'work };
+                let Ok(c) =
+                    NbdClient::connect(server.nbd, ConnectOptions::modern(vol.as_str())).await
+                else {
+                    break 'work;
+                };
                 for _ in 0..rng.random_range(1..40) {
                     let i = rng.random_range(0..BLOCKS);
                     seq += 1;
@@ -179,8 +198,13 @@ async fn kill_9_at_random_moments_loses_nothing_durable() -> anyhow::Result<()> 
             } else if roll < 87 {
                 clones += 1;
                 let name = format!("c{clones}");
-                let image: Image = model.exact("vol").into_iter().map(|d| Cell { durable: d, later: vec![] }).collect();
+                let image: Image = model
+                    .exact("vol")
+                    .into_iter()
+                    .map(|d| Cell { durable: d, later: vec![] })
+                    .collect();
                 pending = Some(Pending::Clone { name: name.clone(), image });
+                eprintln!("cycle {cycle}: clone vol -> {name} (seq {seq})");
                 if !cli_ok(&server, &["clone", "create", "vol", &name]) {
                     break 'work;
                 }
@@ -192,8 +216,18 @@ async fn kill_9_at_random_moments_loses_nothing_durable() -> anyhow::Result<()> 
                     promotable.insert(name);
                 }
             } else if roll < 92 {
-                let name = format!("s{cycle}-{seq}");
-                pending = Some(Pending::Snapshot { name: format!("vol@{name}"), exact: model.exact("vol") });
+                // Unique across volumes: after a promote, two volumes could
+                // otherwise hold snapshots of the same name.
+                snapshots_taken += 1;
+                let name = format!("s{cycle}-{snapshots_taken}");
+                pending = Some(Pending::Snapshot {
+                    name: format!("vol@{name}"),
+                    exact: model.exact("vol"),
+                });
+                eprintln!(
+                    "cycle {cycle}: snapshot vol@{name} (vol is lineage {})",
+                    lineages["vol"]
+                );
                 if !cli_ok(&server, &["snapshot", "create", "vol", "--name", &name]) {
                     break 'work;
                 }
@@ -205,6 +239,7 @@ async fn kill_9_at_random_moments_loses_nothing_durable() -> anyhow::Result<()> 
             } else if roll < 96 {
                 let Some(clone) = promotable.iter().next().cloned() else { continue };
                 pending = Some(Pending::Promote { clone: clone.clone() });
+                eprintln!("cycle {cycle}: promote {clone}");
                 let out = server.cli(&["promote", &clone]).ok().filter(|o| o.status.success());
                 let Some(out) = out else { break 'work };
                 pending = None;
@@ -230,6 +265,15 @@ async fn kill_9_at_random_moments_loses_nothing_durable() -> anyhow::Result<()> 
         server.restart()?;
         // Resolve what the kill left undecided, from what the server says.
         counts[6] += usize::from(pending.is_some());
+        eprintln!(
+            "cycle {cycle}: killed; pending: {}",
+            match &pending {
+                Some(Pending::Clone { name, .. }) => format!("clone {name}"),
+                Some(Pending::Promote { clone }) => format!("promote {clone}"),
+                Some(Pending::Snapshot { name, .. }) => format!("snapshot {name}"),
+                None => "nothing".into(),
+            }
+        );
         let names = volume_names(&server)?;
         match pending.take() {
             Some(Pending::Clone { name, image }) if names.contains(&name) => {
@@ -263,8 +307,15 @@ async fn kill_9_at_random_moments_loses_nothing_durable() -> anyhow::Result<()> 
     eprintln!(
         "seed {seed:#x}: {} writes, {} flushes, {} clones, {} snapshots, {} promotes, {} gc runs, \
          {} kills during an admin op; {} volumes and {} snapshots verified at the end",
-        counts[0], counts[1], counts[2], counts[3], counts[4], counts[5], counts[6],
-        model.volumes.len(), model.snapshots.len()
+        counts[0],
+        counts[1],
+        counts[2],
+        counts[3],
+        counts[4],
+        counts[5],
+        counts[6],
+        model.volumes.len(),
+        model.snapshots.len()
     );
     Ok(())
 }
@@ -288,6 +339,7 @@ fn promote_in_model(
     model.volumes.insert("vol".into(), new);
     model.volumes.insert(rollback.clone(), old);
     lineages.insert("vol".into(), new_l);
+    eprintln!("promoted {clone} (lineage {new_l}) to vol; old vol (lineage {old_l}) is {rollback}");
     lineages.insert(rollback, old_l);
     lineages.remove(clone);
 }

@@ -1,5 +1,7 @@
 //! Acceptance 7: data written and flushed survives a restart; data written
 //! with FUA survives `kill -9`.
+// Test buffers are a few MiB at most: their lengths always fit the wire's u32.
+#![allow(clippy::cast_possible_truncation)]
 
 mod common;
 

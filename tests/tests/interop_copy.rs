@@ -18,7 +18,12 @@ fn nbdcopy_four_connections_round_trips_one_gib() -> anyhow::Result<()> {
     let src = dir.path().join("src.raw");
     let back = dir.path().join("back.raw");
     std::fs::write(&src, pattern(42, 1 << 30))?;
-    run_ok(Command::new("nbdcopy").args(["--connections", "4", "--flush"]).arg(&src).arg(server.uri("big")))?;
+    run_ok(
+        Command::new("nbdcopy")
+            .args(["--connections", "4", "--flush"])
+            .arg(&src)
+            .arg(server.uri("big")),
+    )?;
     run_ok(Command::new("nbdcopy").args(["--connections", "4"]).arg(server.uri("big")).arg(&back))?;
     let same = run_ok(Command::new("cmp").arg(&src).arg(&back));
     assert!(same.is_ok(), "copies differ: {same:?}");
@@ -47,6 +52,7 @@ fn fio_random_rw_with_crc32c_verify() -> anyhow::Result<()> {
         "--verify=crc32c",
         "--verify_fatal=1",
         "--do_verify=1",
+        "--verify_state_save=0",
         "--group_reporting",
         "--output-format=json",
     ]))?;

@@ -15,7 +15,11 @@ fn nbd_client_lists_exports() -> anyhow::Result<()> {
     }
     let server = TestServer::start()?;
     server.cli_ok(&["volume", "create", "listed", "--size", "8M"])?;
-    let out = run_ok(Command::new("nbd-client").args(["-l", "127.0.0.1", &server.nbd.port().to_string()]))?;
+    let out = run_ok(Command::new("nbd-client").args([
+        "-l",
+        "127.0.0.1",
+        &server.nbd.port().to_string(),
+    ]))?;
     assert!(out.lines().any(|l| l.starts_with("default")), "{out}");
     assert!(out.lines().any(|l| l.starts_with("listed")), "{out}");
     Ok(())

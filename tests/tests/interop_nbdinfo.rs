@@ -63,12 +63,26 @@ fn nbdinfo_map_matches_writes_and_trims() -> anyhow::Result<()> {
     let uri = server.uri("m");
     // Write 1 MiB at 2 MiB and 512 KiB at 8 MiB, then trim the first half of
     // the 1 MiB region: chunk (64 KiB) aligned, so the map is exact.
-    run_ok(Command::new("qemu-io").args(["-f", "raw", "-c", "write -P 0x11 2M 1M", "-c", "write -P 0x22 8M 512k", "-c", "discard 2M 512k", &uri]))?;
+    run_ok(Command::new("qemu-io").args([
+        "-f",
+        "raw",
+        "-c",
+        "write -P 0x11 2M 1M",
+        "-c",
+        "write -P 0x22 8M 512k",
+        "-c",
+        "discard 2M 512k",
+        &uri,
+    ]))?;
     let out = run_ok(Command::new("nbdinfo").args(["--map", "--json", &uri]))?;
     let map: serde_json::Value = serde_json::from_str(&out)?;
     let mut data = Vec::new();
     for e in map.as_array().expect("map array") {
-        let (offset, length, ty) = (e["offset"].as_u64().unwrap(), e["length"].as_u64().unwrap(), e["type"].as_u64().unwrap());
+        let (offset, length, ty) = (
+            e["offset"].as_u64().unwrap(),
+            e["length"].as_u64().unwrap(),
+            e["type"].as_u64().unwrap(),
+        );
         if ty & 1 == 0 {
             data.push((offset, length));
         }

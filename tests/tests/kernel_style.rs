@@ -1,6 +1,8 @@
 //! The kernel client's handshake, byte for byte: flags 0x3, GO with zero
 //! info requests; and old clients' EXPORT_NAME with and without NO_ZEROES.
 //! Driven with raw sockets since no kernel client can attach here.
+// Test buffers are a few MiB at most: their lengths always fit the wire's u32.
+#![allow(clippy::cast_possible_truncation)]
 
 mod common;
 

@@ -9,7 +9,10 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use common::TestServer;
-use common::raw::{assert_server_healthy, closed_by_server, connect_simple, greet, option, reply, request, simple_reply};
+use common::raw::{
+    assert_server_healthy, closed_by_server, connect_simple, greet, option, reply, request,
+    simple_reply,
+};
 
 const EINVAL: u32 = 22;
 const ENOSPC: u32 = 28;

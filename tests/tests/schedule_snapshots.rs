@@ -212,7 +212,7 @@ fn schedule_set_show_reset_through_the_cli() -> anyhow::Result<()> {
 
 #[test]
 fn the_timer_takes_the_current_hour_at_start_and_only_once() -> anyhow::Result<()> {
-    let mut server = TestServer::start()?;
+    let mut server = TestServer::start_scheduled(&[])?;
     let scheduled = |server: &TestServer| -> anyhow::Result<Vec<String>> {
         let list: Value =
             serde_json::from_str(&server.cli_ok(&["snapshot", "list", "default", "--json"])?)?;

@@ -74,7 +74,11 @@ async fn main() -> anyhow::Result<()> {
         offset: a.offset,
         length: a.length,
     };
-    let opts = if a.simple { ConnectOptions::simple(&a.export) } else { ConnectOptions::modern(&a.export) };
+    let opts = if a.simple {
+        ConnectOptions::simple(&a.export)
+    } else {
+        ConnectOptions::modern(&a.export)
+    };
     let mut clients = Vec::new();
     for _ in 0..w.connections {
         clients.push(Arc::new(NbdClient::connect(a.addr, opts.clone()).await?));
@@ -120,7 +124,7 @@ async fn main() -> anyhow::Result<()> {
                         client.write(offset, Bytes::copy_from_slice(&buf), false).await
                     };
                     result?;
-                    h.saturating_record(t.elapsed().as_nanos() as u64);
+                    h.saturating_record(u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX));
                 }
                 anyhow::Ok(h)
             }));

@@ -15,6 +15,11 @@ use clonebd_client::admin::{
 use clonebd_client::size::{format_size, format_size_exact, parse_size};
 use serde::Serialize;
 
+// A crate root's modules live beside it; this keeps them out of src/bin/,
+// where cargo would take each file for a binary of its own.
+#[path = "clonebd/schedule.rs"]
+mod schedule;
+
 /// Default server data directory, where the token file lives.
 const DEFAULT_DATA_DIR: &str = "./clonebd-data";
 /// Token file name inside the data directory (the server's `admin::TOKEN_FILE`).
@@ -83,6 +88,9 @@ enum Command {
     /// List NBD exports.
     #[command(subcommand)]
     Export(ExportCommand),
+    /// Show and change the hourly snapshot schedule and its retention.
+    #[command(subcommand)]
+    Schedule(schedule::ScheduleCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -258,6 +266,7 @@ fn run(cli: Cli) -> anyhow::Result<String> {
             let exports = client.exports()?;
             if json { json_text(&exports)? } else { exports_table(&exports) }
         }
+        Command::Schedule(command) => schedule::run(&client, command)?,
     })
 }
 
@@ -484,7 +493,8 @@ mod tests {
         let mut cli = Cli::command();
         let help = cli.render_long_help().to_string();
         for command in [
-            "volume", "snapshot", "clone", "flatten", "promote", "rollback", "diff", "gc", "export",
+            "volume", "snapshot", "clone", "flatten", "promote", "rollback", "diff", "gc",
+            "export", "schedule",
         ] {
             assert!(help.contains(command), "{command} missing from:\n{help}");
         }
@@ -497,6 +507,7 @@ mod tests {
             ("snapshot", &["create", "list", "delete", "hold", "release"][..]),
             ("clone", &["create"][..]),
             ("export", &["list"][..]),
+            ("schedule", &["set", "show", "reset", "tick"][..]),
         ];
         for (group, subcommands) in nested {
             let help = cli.find_subcommand_mut(group).unwrap().render_long_help().to_string();

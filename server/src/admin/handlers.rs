@@ -4,15 +4,18 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use time::format_description::well_known::Rfc3339;
 use tracing::{error, info};
 
 use super::catalog::Catalog;
 use super::error::ApiError;
 use super::extract::{JsonBody, PathArgs, QueryArgs};
 use super::routes::AdminState;
+use super::schedules::Schedules;
 use super::types::{
     CreateCloneRequest, CreateSnapshotRequest, CreateVolumeRequest, DiffDto, DiffQuery, ExportDto,
-    GcDto, PromoteDto, ResizeVolumeRequest, RollbackRequest, SnapshotDto, SnapshotQuery, VolumeDto,
+    GcDto, PromoteDto, ResizeVolumeRequest, RollbackRequest, ScheduleDto, SetScheduleRequest,
+    SnapshotDto, SnapshotQuery, TickDto, TickRequest, VolumeDto,
 };
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -191,5 +194,76 @@ pub(crate) async fn list_exports(
 pub(crate) async fn gc(State(state): State<AdminState>) -> ApiResult<Json<GcDto>> {
     let report = blocking(&state, |c| c.gc()).await?;
     info!(chunks_freed = report.chunks_freed, bytes_freed = report.bytes_freed, "gc pass done");
+    Ok(Json(report))
+}
+
+/// Runs a scheduler call on the blocking pool (it reads the store); 503 when
+/// the server runs without a scheduler.
+async fn scheduling<T: Send + 'static>(
+    state: &AdminState,
+    call: impl FnOnce(&dyn Schedules) -> ApiResult<T> + Send + 'static,
+) -> ApiResult<T> {
+    let Some(schedules) = state.schedules.clone() else {
+        return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no snapshot scheduler"));
+    };
+    tokio::task::spawn_blocking(move || call(&*schedules)).await.unwrap_or_else(|e| {
+        error!(error = %e, "admin schedule call panicked or was cancelled");
+        Err(ApiError::internal("internal error in the admin task"))
+    })
+}
+
+fn now() -> time::OffsetDateTime {
+    time::OffsetDateTime::now_utc()
+}
+
+pub(crate) async fn list_schedules(
+    State(state): State<AdminState>,
+) -> ApiResult<Json<Vec<ScheduleDto>>> {
+    scheduling(&state, |s| Ok(s.list(now()))).await.map(Json)
+}
+
+pub(crate) async fn get_schedule(
+    State(state): State<AdminState>,
+    PathArgs(volume): PathArgs<String>,
+) -> ApiResult<Json<ScheduleDto>> {
+    scheduling(&state, move |s| s.get(&volume, now())).await.map(Json)
+}
+
+pub(crate) async fn set_schedule(
+    State(state): State<AdminState>,
+    PathArgs(volume): PathArgs<String>,
+    JsonBody(req): JsonBody<SetScheduleRequest>,
+) -> ApiResult<Json<ScheduleDto>> {
+    scheduling(&state, move |s| s.set(&volume, req, now())).await.map(Json)
+}
+
+pub(crate) async fn reset_schedule(
+    State(state): State<AdminState>,
+    PathArgs(volume): PathArgs<String>,
+) -> ApiResult<Json<ScheduleDto>> {
+    scheduling(&state, move |s| s.reset(&volume, now())).await.map(Json)
+}
+
+/// Runs the policy for every volume now, or at the given `now` when the
+/// server allows test hooks (so tests need not wait for the hour).
+pub(crate) async fn tick_schedule(
+    State(state): State<AdminState>,
+    JsonBody(req): JsonBody<TickRequest>,
+) -> ApiResult<Json<TickDto>> {
+    let at = match req.now {
+        None => now(),
+        Some(_) if !state.test_hooks => {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "a tick at a given time needs a server started with --enable-test-hooks",
+            ));
+        }
+        Some(text) => time::OffsetDateTime::parse(&text, &Rfc3339)
+            .map_err(|e| ApiError::bad_request(format!("invalid time {text:?}: {e}")))?,
+    };
+    let report = scheduling(&state, move |s| Ok(s.tick(at))).await?;
+    let taken = report.volumes.iter().filter(|v| v.taken.is_some()).count();
+    let pruned: usize = report.volumes.iter().map(|v| v.pruned.len()).sum();
+    info!(now = %report.now, taken, pruned, "schedule tick requested");
     Ok(Json(report))
 }

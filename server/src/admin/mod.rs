@@ -1,5 +1,6 @@
 //! The HTTP/JSON admin API (axum): volumes, snapshots, clones, promote,
-//! rollback, diff, exports and GC under `/v1` behind a bearer token, and
+//! rollback, diff, exports, GC and snapshot schedules under `/v1` behind a
+//! bearer token, and
 //! `/healthz`. It owns no state of its own; every call goes to the store on
 //! the blocking pool. `/metrics` is mounted by the caller.
 //!
@@ -15,6 +16,7 @@ mod error;
 mod extract;
 mod handlers;
 mod routes;
+mod schedules;
 mod token;
 pub mod types;
 
@@ -24,4 +26,5 @@ mod tests;
 pub use catalog::Catalog;
 pub use error::ApiError;
 pub use routes::{AdminState, router, serve};
+pub use schedules::Schedules;
 pub use token::{TOKEN_FILE, load_or_create_token};

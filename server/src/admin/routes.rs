@@ -7,12 +7,13 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::middleware;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use tokio::net::TcpListener;
 
 use super::catalog::Catalog;
 use super::error::ApiError;
 use super::handlers;
+use super::schedules::Schedules;
 use super::token::require_token;
 
 /// What every admin handler shares.
@@ -22,6 +23,10 @@ pub struct AdminState {
     pub catalog: Arc<dyn Catalog>,
     /// The bearer token every `/v1` request must present.
     pub token: Arc<str>,
+    /// The snapshot scheduler; schedule routes answer 503 without one.
+    pub schedules: Option<Arc<dyn Schedules>>,
+    /// Accept test-only inputs (a fake `now` for the schedule tick).
+    pub test_hooks: bool,
 }
 
 impl AdminState {
@@ -32,7 +37,14 @@ impl AdminState {
 
     /// State over any catalog, e.g. an in-memory fake in tests.
     pub fn with_catalog(catalog: Arc<dyn Catalog>, token: Arc<str>) -> Self {
-        Self { catalog, token }
+        Self { catalog, token, schedules: None, test_hooks: false }
+    }
+
+    /// Adds the snapshot scheduler; `test_hooks` lets a tick run at a given `now`.
+    pub fn with_schedules(mut self, schedules: Arc<dyn Schedules>, test_hooks: bool) -> Self {
+        self.schedules = Some(schedules);
+        self.test_hooks = test_hooks;
+        self
     }
 }
 
@@ -67,6 +79,14 @@ pub fn router(state: AdminState) -> Router {
         .route("/diff", get(handlers::diff))
         .route("/exports", get(handlers::list_exports))
         .route("/gc", post(handlers::gc))
+        .route("/schedules", get(handlers::list_schedules))
+        .route(
+            "/volumes/{name}/schedule",
+            get(handlers::get_schedule)
+                .merge(put(handlers::set_schedule))
+                .delete(handlers::reset_schedule),
+        )
+        .route("/schedule/tick", post(handlers::tick_schedule))
         .route_layer(middleware::from_fn_with_state(state.token.clone(), require_token));
     Router::new()
         .route("/healthz", get(handlers::healthz))

@@ -17,6 +17,8 @@ use super::types::{
 };
 use super::{AdminState, ApiError, Catalog, router};
 
+mod schedules;
+
 const TOKEN: &str = "test-token";
 const CREATED: &str = "2026-11-24T13:05:12Z";
 

@@ -104,6 +104,105 @@ pub struct GcDto {
     pub bytes_freed: u64,
 }
 
+/// A retention policy: take a snapshot every hour (if enabled) and keep the
+/// newest of each of the last N hours and the first of the last N days,
+/// ISO weeks and months.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyDto {
+    /// Snapshots are taken (pruning runs either way).
+    pub enabled: bool,
+    /// Hourly snapshots kept.
+    pub hourly: u32,
+    /// Daily snapshots kept.
+    pub daily: u32,
+    /// Weekly snapshots kept.
+    pub weekly: u32,
+    /// Monthly snapshots kept.
+    pub monthly: u32,
+}
+
+/// One volume's snapshot schedule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScheduleDto {
+    /// The volume.
+    pub volume: String,
+    /// Its effective policy.
+    pub policy: PolicyDto,
+    /// Where it comes from: `default`, `config`, `config-volume` or `api`.
+    pub source: String,
+    /// When the timer runs next, RFC 3339 UTC; `null` when the timer is off.
+    pub next_tick: Option<String>,
+    /// The newest scheduled snapshot, `VOLUME@SLOT`.
+    pub last_snapshot: Option<String>,
+    /// How many scheduled snapshots the volume has.
+    pub scheduled_snapshots: usize,
+}
+
+/// `PUT /v1/volumes/{name}/schedule`: the fields given replace those set
+/// through the API before; the others keep their value.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetScheduleRequest {
+    /// Take snapshots.
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// Hourly snapshots kept.
+    #[serde(default)]
+    pub hourly: Option<u32>,
+    /// Daily snapshots kept.
+    #[serde(default)]
+    pub daily: Option<u32>,
+    /// Weekly snapshots kept.
+    #[serde(default)]
+    pub weekly: Option<u32>,
+    /// Monthly snapshots kept.
+    #[serde(default)]
+    pub monthly: Option<u32>,
+}
+
+/// `POST /v1/schedule/tick`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TickRequest {
+    /// Run the policy as if it were this time (RFC 3339); only accepted by a
+    /// server started with `--enable-test-hooks`.
+    #[serde(default)]
+    pub now: Option<String>,
+}
+
+/// A take or prune the store refused or failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TickFailureDto {
+    /// `VOLUME@SLOT`.
+    pub snapshot: String,
+    /// `take` or `prune`.
+    pub action: String,
+    /// The store's message.
+    pub reason: String,
+}
+
+/// What one run of the policy did to one volume.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeTickDto {
+    /// The volume.
+    pub volume: String,
+    /// The snapshot taken, `VOLUME@SLOT`.
+    pub taken: Option<String>,
+    /// Snapshots pruned.
+    pub pruned: Vec<String>,
+    /// Refusals and errors.
+    pub failures: Vec<TickFailureDto>,
+}
+
+/// What one run of the policy did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TickDto {
+    /// The time it ran at, RFC 3339 UTC.
+    pub now: String,
+    /// Every volume, in name order.
+    pub volumes: Vec<VolumeTickDto>,
+}
+
 /// Every error body: `{"error": "<one line>"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorDto {

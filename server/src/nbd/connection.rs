@@ -1,18 +1,24 @@
-//! The transmission phase of one connection: a reader that decodes requests
-//! (mini-redis style: `read_buf` into a `BytesMut`, cancel-safe), one task per
-//! request, and a writer that sends replies as they complete, out of order,
-//! with vectored writes and no copies of READ payloads.
+//! The transmission phase of one connection, on an OS thread of its own.
+//!
+//! The reader decodes every complete request in its buffer (mini-redis
+//! style: read into a `BytesMut`, decode what is whole). A request that
+//! arrives alone is answered right there on the reader thread; a batch (a
+//! pipelining client) is split across the IO pool. Whoever computes a reply
+//! writes it to the socket under a mutex, with one vectored write per batch,
+//! so a reply costs at most one thread hand-off. With tokio tasks for reader,
+//! handler and writer it was three hand-offs, and on this 2-vCPU machine each
+//! cross-CPU wake-up costs tens of µs (BENCHMARKS.md has the numbers).
 
-use std::collections::VecDeque;
-use std::io::IoSlice;
-use std::sync::Arc;
+use std::io::{IoSlice, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 
 use bytes::{Buf, Bytes, BytesMut};
-use proto::{Command, DecodeError};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use proto::{Command, DecodeError, Request};
 use tracing::debug;
 
+use super::iopool::IoPool;
 use super::transmission::Session;
 
 /// Per-connection limits.
@@ -21,12 +27,6 @@ pub(crate) struct Limits {
     pub(crate) max_payload: u32,
     pub(crate) max_inflight_bytes: u32,
     pub(crate) max_inflight_requests: u32,
-}
-
-/// A finished reply and the budget it releases once written.
-struct Outgoing {
-    pieces: Vec<Bytes>,
-    _permits: (OwnedSemaphorePermit, OwnedSemaphorePermit),
 }
 
 /// Why a connection ended abnormally.
@@ -43,176 +43,232 @@ pub(crate) enum ConnectionError {
     Truncated,
 }
 
-/// Serves requests until DISC, EOF, a malformed stream or shutdown; in-flight
-/// requests always finish and their replies are sent before we return.
-pub(crate) async fn serve<R, W>(
-    mut rd: R,
-    wr: W,
+/// Smallest read we ask the kernel for.
+const READ_CHUNK: usize = 256 * 1024;
+/// A batch is split across at most this many pool threads.
+const MAX_SPLIT: usize = 4;
+
+/// Serves requests until DISC, EOF, a malformed stream or shutdown (the
+/// server shuts the socket's read side); requests already handed out always
+/// finish and their replies are sent before this returns.
+pub(crate) fn serve(
+    mut socket: TcpStream,
     mut buf: BytesMut,
     session: Arc<Session>,
+    pool: Arc<IoPool>,
     limits: Limits,
-    mut shutdown: watch::Receiver<bool>,
-) -> Result<(), ConnectionError>
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin + Send + 'static,
-{
-    let (tx, rx) = mpsc::channel::<Outgoing>(limits.max_inflight_requests as usize);
-    let writer = tokio::spawn(write_loop(wr, rx));
-    let bytes_budget = Arc::new(Semaphore::new(limits.max_inflight_bytes as usize));
-    let count_budget = Arc::new(Semaphore::new(limits.max_inflight_requests as usize));
-    let extended = session.extended;
-    let header_len = proto::request_header_len(extended);
+) -> Result<(), ConnectionError> {
+    let writer = Arc::new(ReplyWriter {
+        socket: Mutex::new(socket.try_clone()?),
+        broken: AtomicBool::new(false),
+    });
+    let inflight = Arc::new(InFlight::default());
+    let mut scratch = vec![0u8; READ_CHUNK];
+    let conn =
+        Conn { session: &session, pool: &pool, writer: &writer, inflight: &inflight, limits };
+    let result = conn.read_loop(&mut socket, &mut buf, &mut scratch);
+    inflight.wait_idle();
+    // FIN after the last reply; the client may already be gone.
+    let _ = socket.shutdown(Shutdown::Write);
+    result
+}
 
-    let result = async {
+/// What the reader loop works with.
+struct Conn<'a> {
+    session: &'a Arc<Session>,
+    pool: &'a Arc<IoPool>,
+    writer: &'a Arc<ReplyWriter>,
+    inflight: &'a Arc<InFlight>,
+    limits: Limits,
+}
+
+impl Conn<'_> {
+    fn read_loop(
+        &self,
+        socket: &mut TcpStream,
+        buf: &mut BytesMut,
+        scratch: &mut [u8],
+    ) -> Result<(), ConnectionError> {
+        let (session, writer, limits) = (self.session, self.writer, self.limits);
+        let extended = session.extended;
+        let header_len = proto::request_header_len(extended);
         loop {
             if !session.export.is_live() {
                 debug!("export was deleted; closing");
                 return Ok(());
             }
-            let header = loop {
-                if let Some(h) = proto::peek_request_header(&buf, extended)? {
-                    break h;
-                }
-                if !fill(&mut rd, &mut buf, &mut shutdown).await? {
-                    if buf.is_empty() {
-                        return Ok(());
-                    }
-                    return Err(ConnectionError::Truncated);
-                }
-            };
-            let payload = proto::request_payload_len(&header, extended, limits.max_payload)?;
-            // READs need room for their reply; WRITEs for their payload.
-            let cost = if header.kind == proto::cmd::READ {
-                header.length.min(u64::from(limits.max_payload))
-            } else {
-                payload as u64
-            };
-            let cost = u32::try_from(cost.max(1)).unwrap_or(limits.max_payload);
-            let permits = acquire(&bytes_budget, &count_budget, cost).await;
-            while buf.len() < header_len + payload {
-                buf.reserve(header_len + payload - buf.len());
-                if !fill(&mut rd, &mut buf, &mut shutdown).await? {
-                    return Err(ConnectionError::Truncated);
-                }
-            }
-            let Some(request) = proto::decode_request(&mut buf, extended, limits.max_payload)?
-            else {
-                // invariant: the whole request is buffered, checked just above.
-                return Err(ConnectionError::Truncated);
-            };
-            if matches!(request.command, Command::Disconnect) {
+            if writer.broken.load(Ordering::Relaxed) {
                 return Ok(());
             }
-            let tx = tx.clone();
-            let session = session.clone();
-            tokio::spawn(async move {
-                let pieces = session.handle(request).await;
-                let _ = tx.send(Outgoing { pieces, _permits: permits }).await;
+            // Decode everything that is complete.
+            let mut batch = Vec::new();
+            let mut need = header_len;
+            let mut disconnect = false;
+            while let Some(header) = proto::peek_request_header(buf, extended)? {
+                let payload = proto::request_payload_len(&header, extended, limits.max_payload)?;
+                if buf.len() < header_len + payload {
+                    need = header_len + payload;
+                    break;
+                }
+                let Some(request) = proto::decode_request(buf, extended, limits.max_payload)?
+                else {
+                    // invariant: header and payload are buffered, checked above.
+                    return Err(ConnectionError::Truncated);
+                };
+                if matches!(request.command, Command::Disconnect) {
+                    disconnect = true;
+                    break;
+                }
+                batch.push(request);
+            }
+            if !batch.is_empty() {
+                self.dispatch(batch, buf.is_empty());
+            }
+            if disconnect {
+                return Ok(());
+            }
+            // Read more. The scratch buffer is zeroed once; copying what a read
+            // returns costs less than zeroing fresh BytesMut space every time.
+            buf.reserve(need.saturating_sub(buf.len()));
+            let n = loop {
+                match socket.read(scratch) {
+                    Ok(n) => break n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e.into()),
+                }
+            };
+            if n == 0 {
+                return if buf.is_empty() { Ok(()) } else { Err(ConnectionError::Truncated) };
+            }
+            buf.extend_from_slice(&scratch[..n]);
+        }
+    }
+
+    fn dispatch(&self, batch: Vec<Request>, alone: bool) {
+        let (session, pool, writer, inflight, limits) =
+            (self.session, self.pool, self.writer, self.inflight, self.limits);
+        // A lone request (a client at queue depth 1, or the kernel between
+        // bursts) is answered here: no hand-off, no wake-up.
+        if alone && batch.len() == 1 {
+            let pieces: Vec<Bytes> = batch.into_iter().flat_map(|r| session.handle(r)).collect();
+            writer.send(pieces);
+            return;
+        }
+        let parts = batch.len().min(pool.threads()).clamp(1, MAX_SPLIT);
+        let per_part = batch.len().div_ceil(parts);
+        let mut batch = batch.into_iter().peekable();
+        while batch.peek().is_some() {
+            let part: Vec<Request> = batch.by_ref().take(per_part).collect();
+            let bytes: u64 = part.iter().map(|r| cost(r, limits.max_payload)).sum();
+            inflight.acquire(part.len(), bytes, limits);
+            let (session, writer, inflight) = (session.clone(), writer.clone(), inflight.clone());
+            let count = part.len();
+            pool.execute(move || {
+                let pieces: Vec<Bytes> = part.into_iter().flat_map(|r| session.handle(r)).collect();
+                writer.send(pieces);
+                inflight.release(count, bytes);
             });
         }
     }
-    .await;
-    // Handlers hold their own senders: the writer ends after the last reply.
-    drop(tx);
-    let written = writer.await;
-    result?;
-    match written {
-        Ok(r) => r.map_err(ConnectionError::Io),
-        Err(_) => Ok(()),
-    }
 }
 
-async fn acquire(
-    bytes: &Arc<Semaphore>,
-    count: &Arc<Semaphore>,
-    cost: u32,
-) -> (OwnedSemaphorePermit, OwnedSemaphorePermit) {
-    // invariant: the semaphores are never closed.
-    let c = count.clone().acquire_owned().await.expect("semaphore open");
-    let b = bytes.clone().acquire_many_owned(cost).await.expect("semaphore open");
-    (b, c)
+/// What a request costs the in-flight budget: READs need room for their
+/// reply, WRITEs hold their payload.
+fn cost(r: &Request, max_payload: u32) -> u64 {
+    match &r.command {
+        Command::Read { length, .. } => (*length).min(u64::from(max_payload)),
+        Command::Write { data, .. } => data.len() as u64,
+        _ => 0,
+    }
+    .max(1)
 }
 
-/// Reads more input. Returns false at EOF. On shutdown the reader stops as
-/// if the client had gone quiet: requests already buffered are still
-/// answered (with ESHUTDOWN) by the loop.
-async fn fill<R: AsyncRead + Unpin>(
-    rd: &mut R,
-    buf: &mut BytesMut,
-    shutdown: &mut watch::Receiver<bool>,
-) -> Result<bool, std::io::Error> {
-    if buf.capacity() - buf.len() < 4096 {
-        buf.reserve(64 * 1024);
-    }
-    if *shutdown.borrow() {
-        return Ok(false);
-    }
-    tokio::select! {
-        n = rd.read_buf(buf) => Ok(n? > 0),
-        _ = shutdown.changed() => Ok(false),
-    }
+/// Writes replies; shared by the reader thread and the pool threads.
+struct ReplyWriter {
+    socket: Mutex<TcpStream>,
+    broken: AtomicBool,
 }
 
-/// Most replies one vectored write carries.
-const MAX_BATCH_REPLIES: usize = 64;
-/// Stop gathering replies past this many bytes.
-const MAX_BATCH_BYTES: usize = 4 << 20;
-/// `writev` takes at most IOV_MAX (1024) slices; 64 is plenty.
-const MAX_IOVECS: usize = 64;
+/// `writev` takes at most IOV_MAX (1024) slices.
+const MAX_IOVECS: usize = 512;
 
-async fn write_loop<W: AsyncWrite + Unpin>(
-    mut wr: W,
-    mut rx: mpsc::Receiver<Outgoing>,
-) -> std::io::Result<()> {
-    let mut queue: VecDeque<Bytes> = VecDeque::new();
-    let mut held = Vec::with_capacity(MAX_BATCH_REPLIES);
-    while let Some(first) = rx.recv().await {
-        let mut bytes = push(&mut queue, &mut held, first);
-        while held.len() < MAX_BATCH_REPLIES && bytes < MAX_BATCH_BYTES {
-            match rx.try_recv() {
-                Ok(next) => bytes += push(&mut queue, &mut held, next),
-                Err(_) => break,
-            }
+impl ReplyWriter {
+    fn send(&self, mut pieces: Vec<Bytes>) {
+        if self.broken.load(Ordering::Relaxed) {
+            return;
         }
-        write_all(&mut wr, &mut queue).await?;
-        held.clear();
+        pieces.retain(|p| !p.is_empty());
+        let mut socket = self.socket.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Err(e) = write_all(&mut socket, &mut pieces) {
+            debug!(error = %e, "reply write failed; closing");
+            self.broken.store(true, Ordering::Relaxed);
+            // Wake the reader: the connection is over.
+            let _ = socket.shutdown(Shutdown::Both);
+        }
     }
-    wr.shutdown().await
 }
 
-fn push(
-    queue: &mut VecDeque<Bytes>,
-    held: &mut Vec<(OwnedSemaphorePermit, OwnedSemaphorePermit)>,
-    out: Outgoing,
-) -> usize {
-    let n = out.pieces.iter().map(Bytes::len).sum();
-    queue.extend(out.pieces.into_iter().filter(|p| !p.is_empty()));
-    held.push(out._permits);
-    n
-}
-
-async fn write_all<W: AsyncWrite + Unpin>(
-    wr: &mut W,
-    queue: &mut VecDeque<Bytes>,
-) -> std::io::Result<()> {
-    while !queue.is_empty() {
+fn write_all(socket: &mut TcpStream, pieces: &mut [Bytes]) -> std::io::Result<()> {
+    let mut start = 0;
+    while start < pieces.len() {
         let slices: Vec<IoSlice<'_>> =
-            queue.iter().take(MAX_IOVECS).map(|b| IoSlice::new(b)).collect();
-        let mut n = wr.write_vectored(&slices).await?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::WriteZero.into());
-        }
-        while n > 0 {
-            let Some(front) = queue.front_mut() else { break };
-            if n >= front.len() {
-                n -= front.len();
-                queue.pop_front();
+            pieces[start..].iter().take(MAX_IOVECS).map(|b| IoSlice::new(b)).collect();
+        let mut n = match socket.write_vectored(&slices) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        while n > 0 && start < pieces.len() {
+            let len = pieces[start].len();
+            if n >= len {
+                n -= len;
+                start += 1;
             } else {
-                front.advance(n);
+                pieces[start].advance(n);
                 n = 0;
             }
         }
     }
-    wr.flush().await
+    Ok(())
+}
+
+/// Requests handed to the pool and not yet answered: the reader waits here
+/// when the connection's budget is spent (back-pressure: it stops reading,
+/// the TCP window closes), and at the end until all are answered.
+#[derive(Default)]
+struct InFlight {
+    state: Mutex<(usize, u64)>,
+    changed: Condvar,
+}
+
+impl InFlight {
+    fn acquire(&self, count: usize, bytes: u64, limits: Limits) {
+        let mut s = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // An idle connection always admits the next part, whatever its
+        // size, so a batch larger than the budget cannot wait forever.
+        while s.0 > 0
+            && (s.0 + count > limits.max_inflight_requests as usize
+                || s.1 + bytes > u64::from(limits.max_inflight_bytes))
+        {
+            s = self.changed.wait(s).unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        s.0 += count;
+        s.1 += bytes;
+    }
+
+    fn release(&self, count: usize, bytes: u64) {
+        let mut s = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        s.0 -= count;
+        s.1 -= bytes;
+        drop(s);
+        self.changed.notify_all();
+    }
+
+    fn wait_idle(&self) {
+        let mut s = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        while s.0 > 0 {
+            s = self.changed.wait(s).unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+    }
 }

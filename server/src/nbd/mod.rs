@@ -100,12 +100,42 @@ impl NbdService {
         }
     }
 
+    /// Moves the socket to a thread of its own for the transmission phase
+    /// (see `connection.rs` for why) and waits for it; on shutdown, shuts the
+    /// socket's read side so the thread stops reading and drains.
+    async fn transmission(
+        &self,
+        stream: TcpStream,
+        leftover: bytes::BytesMut,
+        session: Arc<Session>,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Result<(), connection::ConnectionError> {
+        let socket = stream.into_std()?;
+        socket.set_nonblocking(false)?;
+        let control = socket.try_clone()?;
+        let (done_tx, mut done) = tokio::sync::oneshot::channel();
+        let (pool, limits) = (self.pool.clone(), self.limits);
+        let span = tracing::Span::current();
+        std::thread::Builder::new().name("clonebd-conn".into()).spawn(move || {
+            let _entered = span.enter();
+            let _ = done_tx.send(connection::serve(socket, leftover, session, pool, limits));
+        })?;
+        tokio::select! {
+            result = &mut done => return result.unwrap_or(Ok(())),
+            _ = shutdown.wait_for(|stop| *stop) => {}
+        }
+        let _ = control.shutdown(std::net::Shutdown::Read);
+        done.await.unwrap_or(Ok(()))
+    }
+
     async fn connection(&self, mut stream: TcpStream, shutdown: watch::Receiver<bool>) {
         let _ = stream.set_nodelay(true);
         let catalog = StoreCatalog { store: &self.store, max_payload: self.limits.max_payload };
-        let negotiated =
-            tokio::time::timeout(self.handshake_timeout, handshake::negotiate(&mut stream, &catalog))
-                .await;
+        let negotiated = tokio::time::timeout(
+            self.handshake_timeout,
+            handshake::negotiate(&mut stream, &catalog),
+        )
+        .await;
         let (negotiated, leftover) = match negotiated {
             Err(_) => {
                 debug!("handshake timed out");
@@ -124,21 +154,25 @@ impl NbdService {
             debug!("export vanished during the handshake");
             return;
         };
-        info!(structured = negotiated.structured_replies, extended = negotiated.extended_headers, "connected");
+        info!(
+            structured = negotiated.structured_replies,
+            extended = negotiated.extended_headers,
+            "connected"
+        );
         let metrics = self.metrics.for_export(&name);
         metrics.connections.inc();
         let session = Arc::new(Session::new(
             export,
             &negotiated,
-            self.pool.clone(),
             self.limits.max_payload,
             self.shutting_down.clone(),
             metrics.clone(),
         ));
-        let (rd, wr) = stream.into_split();
-        match connection::serve(rd, wr, leftover, session, self.limits, shutdown).await {
+        match self.transmission(stream, leftover, session, shutdown).await {
             Ok(()) => info!("disconnected"),
-            Err(e) => info!(error = %e, source = ?std::error::Error::source(&e), "connection closed"),
+            Err(e) => {
+                info!(error = %e, source = ?std::error::Error::source(&e), "connection closed")
+            }
         }
         metrics.connections.dec();
     }

@@ -8,12 +8,10 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use proto::{
-    BlockExtent, Command, CommandFlags, Cookie, Errno, MetaContext, Request,
-    TransmissionFlags, cmd,
+    BlockExtent, Command, CommandFlags, Cookie, Errno, MetaContext, Request, TransmissionFlags, cmd,
 };
 use store::{ErrorKind, Export, StoreError};
 
-use super::iopool::IoPool;
 use crate::metrics::{ExportMetrics, Op};
 
 /// The most block status extents one reply carries (the spec's bound is 2^20).
@@ -24,7 +22,6 @@ const MAX_STATUS_SPAN: u64 = 4 << 30;
 /// What every request handler of one connection shares.
 pub(crate) struct Session {
     pub(crate) export: Export,
-    pub(crate) pool: Arc<IoPool>,
     pub(crate) flags: TransmissionFlags,
     pub(crate) structured: bool,
     pub(crate) extended: bool,
@@ -41,7 +38,6 @@ impl Session {
     pub(crate) fn new(
         export: Export,
         negotiated: &proto::Negotiated,
-        pool: Arc<IoPool>,
         max_payload: u32,
         shutting_down: Arc<AtomicBool>,
         metrics: ExportMetrics,
@@ -53,7 +49,6 @@ impl Session {
             .map(|(id, _)| *id);
         Self {
             export,
-            pool,
             flags: negotiated.export.flags,
             structured: negotiated.structured_replies || negotiated.extended_headers,
             extended: negotiated.extended_headers,
@@ -66,7 +61,8 @@ impl Session {
 
     /// Handles one request and returns the reply as byte pieces, ready for a
     /// vectored write. DISC never reaches here.
-    pub(crate) async fn handle(self: Arc<Self>, req: Request) -> Vec<Bytes> {
+    /// Runs on an IO thread or the connection's reader thread: it blocks.
+    pub(crate) fn handle(&self, req: Request) -> Vec<Bytes> {
         let start = Instant::now();
         let op = Op::from_kind(req.kind());
         let bytes = match &req.command {
@@ -75,13 +71,13 @@ impl Session {
             _ => 0,
         };
         self.metrics.inflight.inc();
-        let answer = self.answer(req).await;
+        let answer = self.answer(req);
         self.metrics.inflight.dec();
         self.metrics.record(op, bytes, answer.ok, start.elapsed().as_secs_f64());
         answer.pieces
     }
 
-    async fn answer(&self, req: Request) -> Answer {
+    fn answer(&self, req: Request) -> Answer {
         let cookie = req.cookie;
         let kind = req.kind();
         let offset = request_offset(&req.command);
@@ -94,37 +90,33 @@ impl Session {
         let fua = req.flags.contains(CommandFlags::FUA)
             && self.flags.contains(TransmissionFlags::SEND_FUA);
         match req.command {
-            Command::Read { offset, length } => self.read(cookie, req.flags, offset, length).await,
+            Command::Read { offset, length } => self.read(cookie, req.flags, offset, length),
             Command::BlockStatus { offset, length } => {
-                self.block_status(cookie, req.flags, offset, length).await
+                self.block_status(cookie, req.flags, offset, length)
             }
             command => {
-                let export = self.export.clone();
-                let result = self
-                    .pool
-                    .run(move || {
-                        match command {
-                            Command::Write { offset, data } => export.write(offset, &data)?,
-                            Command::WriteZeroes { offset, length } => {
-                                let unmap = !req.flags.contains(CommandFlags::NO_HOLE);
-                                export.write_zeroes(offset, length, unmap)?
-                            }
-                            Command::Trim { offset, length } => export.trim(offset, length)?,
-                            Command::Flush { .. } => return export.commit(),
-                            // Chunks are read on demand; there is no cache to fill.
-                            Command::Cache { .. } => {}
-                            _ => {}
+                let export = &self.export;
+                let result = (|| {
+                    match command {
+                        Command::Write { offset, data } => export.write(offset, &data)?,
+                        Command::WriteZeroes { offset, length } => {
+                            let unmap = !req.flags.contains(CommandFlags::NO_HOLE);
+                            export.write_zeroes(offset, length, unmap)?
                         }
-                        if fua { export.commit() } else { Ok(()) }
-                    })
-                    .await;
+                        Command::Trim { offset, length } => export.trim(offset, length)?,
+                        Command::Flush { .. } => return export.commit(),
+                        // Chunks are read on demand; there is no cache to fill.
+                        Command::Cache { .. } => {}
+                        _ => {}
+                    }
+                    if fua { export.commit() } else { Ok(()) }
+                })();
                 match result {
-                    Ok(Ok(())) => self.ok_reply(cookie, offset),
-                    Ok(Err(e)) => {
+                    Ok(()) => self.ok_reply(cookie, offset),
+                    Err(e) => {
                         let errno = errno_for(kind, &e);
                         self.error_reply(cookie, offset, errno, &e.to_string())
                     }
-                    Err(_) => self.error_reply(cookie, offset, Errno::Shutdown, "shutting down"),
                 }
             }
         }
@@ -146,7 +138,8 @@ impl Session {
             return Err((Errno::Inval, "unsupported command flags"));
         }
         let size = self.export.size();
-        let in_range = |offset: u64, length: u64| offset.checked_add(length).is_some_and(|end| end <= size);
+        let in_range =
+            |offset: u64, length: u64| offset.checked_add(length).is_some_and(|end| end <= size);
         match &req.command {
             Command::Read { offset, length } => {
                 if *length > u64::from(self.max_payload) {
@@ -191,23 +184,18 @@ impl Session {
     }
 
     fn check_writable(&self) -> Result<(), (Errno, &'static str)> {
-        if self.export.read_only() {
-            Err((Errno::Perm, "export is read-only"))
-        } else {
-            Ok(())
-        }
+        if self.export.read_only() { Err((Errno::Perm, "export is read-only")) } else { Ok(()) }
     }
 
-    async fn read(&self, cookie: Cookie, flags: CommandFlags, offset: u64, length: u64) -> Answer {
-        let export = self.export.clone();
+    fn read(&self, cookie: Cookie, flags: CommandFlags, offset: u64, length: u64) -> Answer {
         // Holes are sent as OFFSET_HOLE chunks only when that saves bytes and
         // the client allows fragmentation.
         let sparse = self.structured && !flags.contains(CommandFlags::DF);
-        let result = self.pool.run(move || read_pieces(&export, offset, length, sparse)).await;
-        let pieces = match result {
-            Ok(Ok(p)) => p,
-            Ok(Err(e)) => return self.error_reply(cookie, offset, errno_for(cmd::READ, &e), &e.to_string()),
-            Err(_) => return self.error_reply(cookie, offset, Errno::Shutdown, "shutting down"),
+        let pieces = match read_pieces(&self.export, offset, length, sparse) {
+            Ok(p) => p,
+            Err(e) => {
+                return self.error_reply(cookie, offset, errno_for(cmd::READ, &e), &e.to_string());
+            }
         };
         let mut out = Vec::with_capacity(pieces.len() * 2);
         if !self.structured {
@@ -229,14 +217,30 @@ impl Session {
             let done = i == last;
             match piece {
                 Piece::Data(at, data) => {
-                    proto::encode_offset_data_header(&mut hdr, self.extended, done, cookie, offset, at, data.len() as u64);
+                    proto::encode_offset_data_header(
+                        &mut hdr,
+                        self.extended,
+                        done,
+                        cookie,
+                        offset,
+                        at,
+                        data.len() as u64,
+                    );
                     out.push(hdr.freeze());
                     out.push(data);
                 }
                 Piece::Hole(at, len) => {
                     // invariant: read lengths are bounded by max_payload (< 4 GiB).
                     let len = u32::try_from(len).unwrap_or(u32::MAX);
-                    proto::encode_offset_hole(&mut hdr, self.extended, done, cookie, offset, at, len);
+                    proto::encode_offset_hole(
+                        &mut hdr,
+                        self.extended,
+                        done,
+                        cookie,
+                        offset,
+                        at,
+                        len,
+                    );
                     out.push(hdr.freeze());
                 }
             }
@@ -244,16 +248,24 @@ impl Session {
         Answer::ok(out)
     }
 
-    async fn block_status(&self, cookie: Cookie, flags: CommandFlags, offset: u64, length: u64) -> Answer {
-        let export = self.export.clone();
+    fn block_status(
+        &self,
+        cookie: Cookie,
+        flags: CommandFlags,
+        offset: u64,
+        length: u64,
+    ) -> Answer {
         let span = length.min(MAX_STATUS_SPAN);
-        let result = self.pool.run(move || export.block_status(offset, span)).await;
-        let extents = match result {
-            Ok(Ok(e)) => e,
-            Ok(Err(e)) => {
-                return self.error_reply(cookie, offset, errno_for(cmd::BLOCK_STATUS, &e), &e.to_string());
+        let extents = match self.export.block_status(offset, span) {
+            Ok(e) => e,
+            Err(e) => {
+                return self.error_reply(
+                    cookie,
+                    offset,
+                    errno_for(cmd::BLOCK_STATUS, &e),
+                    &e.to_string(),
+                );
             }
-            Err(_) => return self.error_reply(cookie, offset, Errno::Shutdown, "shutting down"),
         };
         let limit = if flags.contains(CommandFlags::REQ_ONE) { 1 } else { MAX_STATUS_EXTENTS };
         let mut wire = Vec::with_capacity(extents.len().min(limit));
@@ -293,7 +305,15 @@ impl Session {
     fn error_reply(&self, cookie: Cookie, offset: u64, errno: Errno, msg: &str) -> Answer {
         let mut hdr = BytesMut::with_capacity(64 + msg.len());
         if self.structured {
-            proto::encode_error_chunk(&mut hdr, self.extended, true, cookie, offset, errno as u32, msg);
+            proto::encode_error_chunk(
+                &mut hdr,
+                self.extended,
+                true,
+                cookie,
+                offset,
+                errno as u32,
+                msg,
+            );
         } else {
             proto::encode_simple_reply(&mut hdr, cookie, errno as u32);
         }
@@ -319,7 +339,12 @@ enum Piece {
     Hole(u64, u64),
 }
 
-fn read_pieces(export: &Export, offset: u64, length: u64, sparse: bool) -> Result<Vec<Piece>, StoreError> {
+fn read_pieces(
+    export: &Export,
+    offset: u64,
+    length: u64,
+    sparse: bool,
+) -> Result<Vec<Piece>, StoreError> {
     if length == 0 {
         return Ok(Vec::new());
     }

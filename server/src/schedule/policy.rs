@@ -74,6 +74,15 @@ pub fn slot_name(slot: OffsetDateTime) -> String {
     )
 }
 
+/// The slot a scheduled snapshot's name stands for: the inverse of
+/// [`slot_name`]. `None` for any other name (manual names, `-2` suffixes).
+pub fn parse_slot_name(name: &str) -> Option<OffsetDateTime> {
+    let fmt = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]Z");
+    let t = time::PrimitiveDateTime::parse(name, &fmt).ok()?.assume_utc();
+    // Only the canonical spelling: "2026-11-24T13:05Z" is not a slot.
+    (current_slot(t) == t && slot_name(t) == name).then_some(t)
+}
+
 /// The next time the policy should run after `now`: the next full hour.
 pub fn next_tick(now: OffsetDateTime) -> OffsetDateTime {
     current_slot(now) + Duration::HOUR
@@ -81,11 +90,18 @@ pub fn next_tick(now: OffsetDateTime) -> OffsetDateTime {
 
 /// Decides for one volume. `snapshots` may come in any order and include
 /// manual ones. A missed slot (the server was down) is taken once, at the
-/// current slot: hours that passed while down are not back-filled.
-pub fn decide(now: OffsetDateTime, policy: &RetentionPolicy, snapshots: &[SnapshotFacts]) -> Decision {
+/// current slot: hours that passed while down are not back-filled. The
+/// slot's snapshot is taken only if the policy would keep it.
+pub fn decide(
+    now: OffsetDateTime,
+    policy: &RetentionPolicy,
+    snapshots: &[SnapshotFacts],
+) -> Decision {
     let slot = current_slot(now);
     let mut scheduled: Vec<&SnapshotFacts> = snapshots.iter().filter(|s| s.scheduled).collect();
-    scheduled.sort_by(|a, b| b.created.cmp(&a.created)); // newest first
+    scheduled.sort_by_key(|s| std::cmp::Reverse(s.created)); // newest first
+    // Buckets are UTC hours, days, weeks and months whatever offset a time came with.
+    let utc = |t: OffsetDateTime| t.to_offset(time::UtcOffset::UTC);
 
     let mut decision = Decision::default();
     let name = slot_name(slot);
@@ -93,10 +109,11 @@ pub fn decide(now: OffsetDateTime, policy: &RetentionPolicy, snapshots: &[Snapsh
         && !scheduled.iter().any(|s| s.created >= slot)
         && !snapshots.iter().any(|s| s.name == name);
     let mut candidates: Vec<(OffsetDateTime, &str)> =
-        scheduled.iter().map(|s| (s.created, s.name.as_str())).collect();
+        scheduled.iter().map(|s| (utc(s.created), s.name.as_str())).collect();
     if due {
-        decision.take = Some(name.clone());
-        candidates.insert(0, (now, name.as_str()));
+        // Newer than every scheduled snapshot (none is at or after `slot`),
+        // so it goes first; it counts at its slot's time, as its name says.
+        candidates.insert(0, (slot, name.as_str()));
     }
 
     let mut keep = std::collections::HashSet::new();
@@ -111,8 +128,20 @@ pub fn decide(now: OffsetDateTime, policy: &RetentionPolicy, snapshots: &[Snapsh
         },
         &mut keep,
     );
-    keep_oldest_per(&candidates, policy.monthly, |t| (t.year(), u16::from(u8::from(t.month())), 0), &mut keep);
+    keep_oldest_per(
+        &candidates,
+        policy.monthly,
+        |t| (t.year(), u16::from(u8::from(t.month())), 0),
+        &mut keep,
+    );
 
+    // Take it only if some period keeps it (with `hourly = 0, daily = 7` that
+    // is the day's first slot), so nothing is taken only to be pruned an hour
+    // later. Leaving it out changes nothing else: a snapshot the policy does
+    // not keep shares each of its buckets with an older one.
+    if due && keep.contains(name.as_str()) {
+        decision.take = Some(name.clone());
+    }
     for s in scheduled {
         if !keep.contains(s.name.as_str()) && !s.held && !s.has_clones {
             decision.prune.push(s.name.clone());

@@ -80,13 +80,23 @@ pub struct TestServer {
 }
 
 impl TestServer {
-    /// Starts a server on a fresh data directory.
+    /// Starts a server on a fresh data directory, with the hourly snapshot
+    /// timer off so tests see only the snapshots they take.
     pub fn start() -> Result<Self> {
         Self::start_with(&[])
     }
 
-    /// Starts a server on a fresh data directory with extra flags.
+    /// Starts a server on a fresh data directory with extra flags (the
+    /// snapshot timer stays off).
     pub fn start_with(extra: &[&str]) -> Result<Self> {
+        let mut args = vec!["--no-schedule"];
+        args.extend(extra.iter().filter(|a| **a != "--no-schedule"));
+        Self::start_scheduled(&args)
+    }
+
+    /// Starts a server with the snapshot timer as configured by `extra`
+    /// (on by default).
+    pub fn start_scheduled(extra: &[&str]) -> Result<Self> {
         let tmp = tempfile::Builder::new().prefix("clonebd-e2e").tempdir_in(scratch_dir())?;
         let data = tmp.path().join("data");
         let mut s = Self {
@@ -103,8 +113,10 @@ impl TestServer {
 
     fn spawn(&mut self) -> Result<()> {
         // Reuse the ports after a restart so URIs stay valid.
-        let listen = if self.nbd.port() == 0 { "127.0.0.1:0".to_string() } else { self.nbd.to_string() };
-        let admin = if self.admin.port() == 0 { "127.0.0.1:0".to_string() } else { self.admin.to_string() };
+        let listen =
+            if self.nbd.port() == 0 { "127.0.0.1:0".to_string() } else { self.nbd.to_string() };
+        let admin =
+            if self.admin.port() == 0 { "127.0.0.1:0".to_string() } else { self.admin.to_string() };
         let mut child = Command::new(server_bin())
             .arg("--data")
             .arg(&self.data)

@@ -1,4 +1,6 @@
 //! Raw-socket NBD helpers for tests that must control every byte.
+// Test buffers are a few MiB at most: their lengths always fit the wire's u32.
+#![allow(clippy::cast_possible_truncation)]
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -36,7 +38,15 @@ pub fn reply(s: &mut TcpStream) -> anyhow::Result<(u32, u32, Vec<u8>)> {
     Ok((opt, ty, p))
 }
 
-pub fn request(s: &mut TcpStream, flags: u16, kind: u16, cookie: u64, offset: u64, len: u32, data: &[u8]) -> anyhow::Result<()> {
+pub fn request(
+    s: &mut TcpStream,
+    flags: u16,
+    kind: u16,
+    cookie: u64,
+    offset: u64,
+    len: u32,
+    data: &[u8],
+) -> anyhow::Result<()> {
     let mut m = Vec::new();
     m.extend_from_slice(&0x2560_9513u32.to_be_bytes());
     m.extend_from_slice(&flags.to_be_bytes());
@@ -55,7 +65,6 @@ pub fn simple_reply(s: &mut TcpStream) -> anyhow::Result<(u32, u64)> {
     assert_eq!(u32::from_be_bytes(r[..4].try_into()?), 0x6744_6698, "simple reply magic");
     Ok((u32::from_be_bytes(r[4..8].try_into()?), u64::from_be_bytes(r[8..16].try_into()?)))
 }
-
 
 /// Connects, negotiates GO for `export` with structured replies off (the
 /// kernel's way) and returns the socket in transmission.
@@ -86,7 +95,12 @@ pub fn closed_by_server(s: &mut TcpStream) -> bool {
         match s.read(&mut b) {
             Ok(0) => return true,
             Ok(_) => continue,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => return false,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                return false;
+            }
             Err(_) => return true,
         }
     }
