@@ -45,8 +45,6 @@ pub(crate) enum ConnectionError {
 
 /// Smallest read we ask the kernel for.
 const READ_CHUNK: usize = 256 * 1024;
-/// A batch is split across at most this many pool threads.
-const MAX_SPLIT: usize = 4;
 
 /// Serves requests until DISC, EOF, a malformed stream or shutdown (the
 /// server shuts the socket's read side); requests already handed out always
@@ -64,8 +62,16 @@ pub(crate) fn serve(
     });
     let inflight = Arc::new(InFlight::default());
     let mut scratch = vec![0u8; READ_CHUNK];
-    let conn =
-        Conn { session: &session, pool: &pool, writer: &writer, inflight: &inflight, limits };
+    // More parts than CPUs only adds wake-ups.
+    let split = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+    let conn = Conn {
+        session: &session,
+        pool: &pool,
+        writer: &writer,
+        inflight: &inflight,
+        limits,
+        split,
+    };
     let result = conn.read_loop(&mut socket, &mut buf, &mut scratch);
     inflight.wait_idle();
     // FIN after the last reply; the client may already be gone.
@@ -80,6 +86,7 @@ struct Conn<'a> {
     writer: &'a Arc<ReplyWriter>,
     inflight: &'a Arc<InFlight>,
     limits: Limits,
+    split: usize,
 }
 
 impl Conn<'_> {
@@ -154,11 +161,15 @@ impl Conn<'_> {
             writer.send(pieces);
             return;
         }
-        let parts = batch.len().min(pool.threads()).clamp(1, MAX_SPLIT);
+        // A batch is split across the CPUs: the reader keeps the first part
+        // (it is awake already) and hands the rest to the pool.
+        let parts = batch.len().min(pool.threads() + 1).min(self.split).max(1);
         let per_part = batch.len().div_ceil(parts);
-        let mut batch = batch.into_iter().peekable();
-        while batch.peek().is_some() {
-            let part: Vec<Request> = batch.by_ref().take(per_part).collect();
+        let mut batch = batch.into_iter();
+        let own: Vec<Request> = batch.by_ref().take(per_part).collect();
+        let mut rest = batch.peekable();
+        while rest.peek().is_some() {
+            let part: Vec<Request> = rest.by_ref().take(per_part).collect();
             let bytes: u64 = part.iter().map(|r| cost(r, limits.max_payload)).sum();
             inflight.acquire(part.len(), bytes, limits);
             let (session, writer, inflight) = (session.clone(), writer.clone(), inflight.clone());
@@ -169,6 +180,8 @@ impl Conn<'_> {
                 inflight.release(count, bytes);
             });
         }
+        let pieces: Vec<Bytes> = own.into_iter().flat_map(|r| session.handle(r)).collect();
+        writer.send(pieces);
     }
 }
 
