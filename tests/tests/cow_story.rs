@@ -209,3 +209,20 @@ fn qemu_io_sees_snapshot_and_clone_isolation() -> anyhow::Result<()> {
     // qemu-img convert a clone out and compare with its origin snapshot.
     Ok(())
 }
+
+#[test]
+fn deleting_a_snapshot_hangs_up_its_idle_connections() -> anyhow::Result<()> {
+    let server = TestServer::start()?;
+    server.cli_ok(&["snapshot", "create", "default", "--name", "gone-soon"])?;
+    let mut idle = common::raw::connect_simple(server.nbd, "default@gone-soon")?;
+    idle.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+    server.cli_ok(&["snapshot", "delete", "default@gone-soon"])?;
+    // The client sends nothing; the server must close by itself.
+    let start = std::time::Instant::now();
+    assert!(
+        common::raw::closed_by_server(&mut idle),
+        "idle connection to a deleted snapshot stayed open"
+    );
+    assert!(start.elapsed() < std::time::Duration::from_secs(9));
+    Ok(())
+}

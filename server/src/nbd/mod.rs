@@ -22,6 +22,9 @@ use handshake::{Outcome, StoreCatalog, canonical_name};
 use iopool::IoPool;
 use transmission::Session;
 
+/// How often an open connection checks that its export still exists.
+const EXPORT_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
 /// How long shutdown waits for open connections to finish their requests.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -115,14 +118,26 @@ impl NbdService {
         let control = socket.try_clone()?;
         let (done_tx, mut done) = tokio::sync::oneshot::channel();
         let (pool, limits) = (self.pool.clone(), self.limits);
+        let export = session.export.clone();
         let span = tracing::Span::current();
         std::thread::Builder::new().name("clonebd-conn".into()).spawn(move || {
             let _entered = span.enter();
             let _ = done_tx.send(connection::serve(socket, leftover, session, pool, limits));
         })?;
-        tokio::select! {
-            result = &mut done => return result.unwrap_or(Ok(())),
-            _ = shutdown.wait_for(|stop| *stop) => {}
+        // An idle client of a deleted export (a pruned snapshot) would wait in
+        // read() forever: look at the export now and then and hang up.
+        let mut liveness = tokio::time::interval(EXPORT_CHECK_INTERVAL);
+        loop {
+            tokio::select! {
+                result = &mut done => return result.unwrap_or(Ok(())),
+                _ = shutdown.wait_for(|stop| *stop) => break,
+                _ = liveness.tick() => {
+                    if !export.is_live() {
+                        debug!("export was deleted; closing the idle connection");
+                        let _ = control.shutdown(std::net::Shutdown::Both);
+                    }
+                }
+            }
         }
         let _ = control.shutdown(std::net::Shutdown::Read);
         done.await.unwrap_or(Ok(()))
