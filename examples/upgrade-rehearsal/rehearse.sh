@@ -416,10 +416,11 @@ sql() { # port query (database $DB)
 PGBENCH=("$PGBIN/pgbench" -h "$RUN" -U postgres)
 tps_of() { sed -n 's/^tps = \([0-9]*\)[.0-9]* .*/\1/p' "$1" | tail -n 1; }
 
-# Crash-consistent start on a clone or snapshot: the PostgreSQL that wrote the
-# data is still running on this machine with the PID in postmaster.pid, and a
-# postmaster refuses to start while that PID is alive. On another host the
-# stale file is harmless; here we remove it.
+# Crash-consistent start on a clone: postmaster.pid holds the PID of the
+# PostgreSQL that wrote the data, still running on this machine, and a
+# postmaster refuses to start while that PID is alive. On another host it is
+# usually ignored (unless some process there has that PID). Removing it is
+# right on a clone, and never on a data directory a server may be using.
 pg_start_clone() { # name datadir port
 	rm -f "$2/postmaster.pid"
 	pg_start "$@"
