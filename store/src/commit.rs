@@ -154,9 +154,7 @@ impl Engine {
 
         // 5. the freed chunks' last references are durably gone
         self.pending.layers.write().committing = None;
-        for &(class, id) in &generation.freed {
-            self.data.punch(class, id);
-        }
+        self.data.punch_all(&generation.freed);
         self.alloc.release(&generation.freed);
         self.alloc.release(&generation.requeue);
         Ok(hwm)

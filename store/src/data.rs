@@ -132,6 +132,11 @@ impl DataFiles {
         (pos / SEGMENT_BYTES + 1, pos % SEGMENT_BYTES)
     }
 
+    /// Whether two chunks of a class lie in the same segment file.
+    pub(crate) fn same_segment(class: u8, a: ChunkId, b: ChunkId) -> bool {
+        Self::locate(class, a).0 == Self::locate(class, b).0
+    }
+
     fn path(&self, class: u8, seg: u64) -> PathBuf {
         self.dir.join(class_dir(class)).join(format!("{seg:06}.dat"))
     }
@@ -180,7 +185,8 @@ impl DataFiles {
         Ok(Some(s))
     }
 
-    /// Reads `buf.len()` bytes at `off` inside `chunk`.
+    /// Reads `buf.len()` bytes at `off` inside `chunk` (on into the chunks
+    /// that follow it in its segment).
     pub(crate) fn read(
         &self,
         class: u8,
@@ -201,7 +207,8 @@ impl DataFiles {
         }
     }
 
-    /// Writes `data` at `off` inside `chunk`; the segment is synced by the next commit.
+    /// Writes `data` at `off` inside `chunk` (on into the chunks that follow
+    /// it in its segment); the segment is synced by the next commit.
     pub(crate) fn write(
         &self,
         class: u8,
@@ -240,14 +247,35 @@ impl DataFiles {
         self.segments.read().values().any(|s| s.dirty.load(Ordering::Acquire))
     }
 
-    /// Returns a freed chunk's space to the file system (best effort).
-    pub(crate) fn punch(&self, class: u8, chunk: ChunkId) {
-        let (seg, base) = Self::locate(class, chunk);
+    /// Returns freed chunks' space to the file system (best effort), one
+    /// `fallocate` per run of consecutive ids in one segment: a punch costs
+    /// about a millisecond on ext4, so punching 48k chunks of a deleted 3 GiB
+    /// snapshot one by one took 45 s, inside a commit.
+    pub(crate) fn punch_all(&self, freed: &[(u8, ChunkId)]) {
+        let mut ids: Vec<(u8, u64)> = freed.iter().map(|(c, id)| (*c, id.0)).collect();
+        ids.sort_unstable();
+        let mut i = 0;
+        while i < ids.len() {
+            let (class, first) = ids[i];
+            let mut n = 1;
+            while i + n < ids.len()
+                && ids[i + n] == (class, first + n as u64)
+                && Self::same_segment(class, ChunkId(first), ChunkId(first + n as u64))
+            {
+                n += 1;
+            }
+            self.punch_run(class, ChunkId(first), n as u64);
+            i += n;
+        }
+    }
+
+    fn punch_run(&self, class: u8, first: ChunkId, count: u64) {
+        let (seg, base) = Self::locate(class, first);
         if let Ok(Some(s)) = self.segment(class, seg, false)
-            && let Err(e) = s.file.punch_hole(base, 4096u64 << class)
+            && let Err(e) = s.file.punch_hole(base, count * (4096u64 << class))
             && e.kind() != io::ErrorKind::Unsupported
         {
-            tracing::warn!(chunk = chunk.0, error = %e, "hole punch failed");
+            tracing::warn!(chunk = first.0, count, error = %e, "hole punch failed");
         }
     }
 }
@@ -281,8 +309,32 @@ mod tests {
         files.read(0, ChunkId(2), 0, &mut buf).unwrap();
         assert_eq!(buf, [0, 0, 0, 0, 0, 0, 0, 0, 7, 7, 7, 7, 7, 7, 7, 7]);
         files.sync_dirty().unwrap();
-        files.punch(0, ChunkId(2));
+        files.punch_all(&[(0, ChunkId(2))]);
         files.read(0, ChunkId(2), 0, &mut buf).unwrap();
         assert_eq!(buf, [0; 16]);
+    }
+
+    #[test]
+    fn punching_runs_frees_exactly_the_listed_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = DataFiles::new(dir.path().join("chunks"), Arc::new(FsDataFiles));
+        for id in 1..=8u8 {
+            files.write(0, ChunkId(id.into()), 0, &[id; 4096]).unwrap();
+        }
+        // Out of order, with a gap: runs 2-4 and 6-7.
+        files.punch_all(&[
+            (0, ChunkId(4)),
+            (0, ChunkId(2)),
+            (0, ChunkId(7)),
+            (0, ChunkId(3)),
+            (0, ChunkId(6)),
+        ]);
+        let mut buf = [0u8; 4096];
+        for id in 1..=8u8 {
+            files.read(0, ChunkId(id.into()), 0, &mut buf).unwrap();
+            let punched = matches!(id, 2 | 3 | 4 | 6 | 7);
+            let want = if punched { 0 } else { id };
+            assert!(buf.iter().all(|b| *b == want), "chunk {id}");
+        }
     }
 }

@@ -32,16 +32,21 @@ pub struct StoreConfig {
     pub commit_interval: Duration,
     /// Pause between GC steps (throttle).
     pub gc_pause: Duration,
+    /// Memory for decoded block-map entries of recently read groups (the
+    /// map cache), in bytes; 0 disables it.
+    pub map_cache_bytes: u64,
 }
 
 impl StoreConfig {
-    /// Defaults: 256 MiB cache, commit every second, 10 ms between GC steps.
+    /// Defaults: 256 MiB sled cache, 64 MiB map cache, commit every second,
+    /// 10 ms between GC steps.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         StoreConfig {
             dir: dir.into(),
             cache_capacity: 256 << 20,
             commit_interval: Duration::from_secs(1),
             gc_pause: Duration::from_millis(10),
+            map_cache_bytes: 64 << 20,
         }
     }
 }
@@ -97,11 +102,12 @@ impl Engine {
         std::fs::create_dir_all(&config.dir).map_err(io)?;
         let meta = SledMeta::open(&config.dir.join("sled"), config.cache_capacity)?;
         let data = DataFiles::new(config.dir.join("chunks"), factory);
+        let pending = Pending::new(config.map_cache_bytes);
         let engine = Engine {
             config,
             meta: Box::new(meta),
             data,
-            pending: Pending::default(),
+            pending,
             alloc: Allocator::default(),
             committer: Committer::default(),
             catalog: Mutex::new(Catalog::default()),

@@ -116,7 +116,19 @@ impl Export {
         let i = &self.inner;
         let _op = i.node.op.read();
         self.check(offset, buf.len() as u64, false)?;
-        i.engine.read_node(&i.node, self.bound(), offset, buf)
+        i.engine.read_node(&i.node, self.bound(), offset, buf, None)
+    }
+
+    /// `read` and `block_status` in one pass: fills `buf` (zero runs without
+    /// touching data files) and returns the allocation runs of the range,
+    /// with one block-map resolve per group.
+    pub fn read_sparse(&self, offset: u64, buf: &mut [u8]) -> Result<Vec<Extent>, StoreError> {
+        let i = &self.inner;
+        let _op = i.node.op.read();
+        self.check(offset, buf.len() as u64, false)?;
+        let mut extents = Vec::new();
+        i.engine.read_node(&i.node, self.bound(), offset, buf, Some(&mut extents))?;
+        Ok(extents)
     }
 
     /// Writes `data` at `offset` (any alignment).
@@ -161,11 +173,7 @@ impl Export {
         let i = &self.inner;
         let _op = i.node.op.read();
         self.check(offset, len, false)?;
-        let runs = i.engine.status_node(&i.node, self.bound(), offset, len)?;
-        Ok(runs
-            .into_iter()
-            .map(|(length, allocated)| Extent { length, allocated, zero: !allocated })
-            .collect())
+        i.engine.status_node(&i.node, self.bound(), offset, len)
     }
 }
 

@@ -49,7 +49,7 @@ impl Engine {
             let mut entry = None;
             let mut used = Vec::new();
             for i in 0..SLOTS {
-                let own = r.own.as_ref().map_or(Slot::Absent, |(_, e)| e.slot(i));
+                let own = r.own().map_or(Slot::Absent, |(_, e)| e.slot(i));
                 let (Slot::Absent, Res::Chunk(src)) = (own, r.slots[i]) else { continue };
                 let a = self.alloc.alloc(state.class);
                 self.write_stats.chunks_allocated.fetch_add(1, Ordering::Relaxed);

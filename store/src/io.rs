@@ -5,9 +5,12 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use crate::data::DataFiles;
 use crate::engine::Engine;
 use crate::entry::{GROUP_SLOTS, GroupEntry, SLOTS, Slot};
 use crate::error::StoreError;
+use crate::export::Extent;
+use crate::keys::ChunkId;
 use crate::node::{HEAD, NodeState, Res, Resolved};
 use crate::pending::{OwnedDelta, PENDING_HARD_LIMIT, PENDING_SOFT_LIMIT};
 
@@ -22,40 +25,126 @@ pub(crate) struct Piece {
     pub(crate) at: usize,
 }
 
-/// Splits `[offset, offset + len)` into per-group lists of chunk pieces.
-pub(crate) fn split(chunk_size: u32, offset: u64, len: u64) -> Vec<(u64, Vec<Piece>)> {
-    let cs = u64::from(chunk_size);
-    let mut out: Vec<(u64, Vec<Piece>)> = Vec::new();
-    let mut pos = offset;
-    let end = offset + len;
-    while pos < end {
-        let chunk = pos / cs;
-        let off = pos % cs;
-        let n = (cs - off).min(end - pos);
-        let group = chunk / GROUP_SLOTS;
-        let piece = Piece {
-            slot: (chunk % GROUP_SLOTS) as usize,
-            off,
-            len: n,
-            at: usize::try_from(pos - offset).unwrap_or(usize::MAX),
-        };
-        match out.last_mut() {
-            Some((g, v)) if *g == group => v.push(piece),
-            _ => out.push((group, vec![piece])),
+/// The chunk pieces of one group's part of a request, in order.
+#[derive(Copy, Clone, Debug)]
+pub(crate) struct GroupPieces {
+    cs: u64,
+    pos: u64,
+    end: u64,
+    /// Where the request starts.
+    start: u64,
+}
+
+impl Iterator for GroupPieces {
+    type Item = Piece;
+
+    fn next(&mut self) -> Option<Piece> {
+        if self.pos >= self.end {
+            return None;
         }
-        pos += n;
+        let chunk = self.pos / self.cs;
+        let off = self.pos % self.cs;
+        let len = (self.cs - off).min(self.end - self.pos);
+        let piece =
+            Piece { slot: (chunk % GROUP_SLOTS) as usize, off, len, at: us(self.pos - self.start) };
+        self.pos += len;
+        Some(piece)
     }
-    out
+}
+
+/// Splits `[offset, offset + len)` into groups and their chunk pieces
+/// (without allocating).
+pub(crate) fn groups(
+    chunk_size: u32,
+    offset: u64,
+    len: u64,
+) -> impl Iterator<Item = (u64, GroupPieces)> {
+    let cs = u64::from(chunk_size);
+    let span = cs * GROUP_SLOTS;
+    let end = offset + len;
+    let mut pos = offset;
+    std::iter::from_fn(move || {
+        if pos >= end {
+            return None;
+        }
+        let group = pos / span;
+        let group_end = (group + 1).saturating_mul(span).min(end);
+        let pieces = GroupPieces { cs, pos, end: group_end, start: offset };
+        pos = group_end;
+        Some((group, pieces))
+    })
 }
 
 fn us(n: u64) -> usize {
     usize::try_from(n).unwrap_or(usize::MAX)
 }
 
+/// Pieces that lie back to back both in the request and on disk
+/// (consecutive chunk ids of one segment), so one `read_at` serves them all.
+#[derive(Copy, Clone, Debug)]
+struct Run {
+    first: ChunkId,
+    last: ChunkId,
+    /// Offset inside the first chunk.
+    off: u64,
+    /// Offset inside the request.
+    at: usize,
+    len: usize,
+}
+
+impl Run {
+    fn start(id: ChunkId, p: &Piece) -> Run {
+        Run { first: id, last: id, off: p.off, at: p.at, len: us(p.len) }
+    }
+
+    /// Adds `p` (in chunk `id`) if it continues the run on disk and in the request.
+    fn extend(&mut self, id: ChunkId, p: &Piece, cs: u64, class: u8) -> bool {
+        let to_chunk_end = self.off + self.len as u64 == (self.last.0 - self.first.0 + 1) * cs;
+        if to_chunk_end
+            && p.off == 0
+            && id.0 == self.last.0 + 1
+            && p.at == self.at + self.len
+            && DataFiles::same_segment(class, self.first, id)
+        {
+            self.last = id;
+            self.len += us(p.len);
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Adds `len` bytes to block-status runs, merging equal neighbours.
+fn push_extent(out: &mut Vec<Extent>, len: u64, allocated: bool) {
+    match out.last_mut() {
+        Some(x) if x.allocated == allocated => x.length += len,
+        _ => out.push(Extent { length: len, allocated, zero: !allocated }),
+    }
+}
+
+/// Where the bytes of a write come from.
+#[derive(Copy, Clone)]
+enum Src<'d> {
+    /// The request's data (piece `p` is at `p.at`).
+    Data(&'d [u8]),
+    /// Zero bytes, at least a chunk of them.
+    Zeros(&'d [u8]),
+}
+
+impl<'d> Src<'d> {
+    fn bytes(self, at: usize, len: usize) -> &'d [u8] {
+        match self {
+            Src::Data(d) => &d[at..at + len],
+            Src::Zeros(z) => &z[..len],
+        }
+    }
+}
+
 /// The entry a change to the head starts from.
 pub(crate) fn base(r: &Resolved, head: u64) -> GroupEntry {
-    match &r.own {
-        Some((b, e)) if *b == head => e.clone(),
+    match r.own() {
+        Some((b, e)) if b == head => e.clone(),
         Some((_, e)) => {
             let mut n = e.copy_forward();
             for i in 0..SLOTS {
@@ -70,9 +159,9 @@ pub(crate) fn base(r: &Resolved, head: u64) -> GroupEntry {
 }
 
 /// The head's own chunk in `slot` if the head may write it in place.
-fn private_chunk(r: &Resolved, head: u64, slot: usize) -> Option<crate::keys::ChunkId> {
-    match &r.own {
-        Some((b, e)) if *b == head => match e.slot(slot) {
+fn private_chunk(r: &Resolved, head: u64, slot: usize) -> Option<ChunkId> {
+    match r.own() {
+        Some((b, e)) if b == head => match e.slot(slot) {
             Slot::Chunk { id, owned: true } => Some(id),
             _ => None,
         },
@@ -81,25 +170,51 @@ fn private_chunk(r: &Resolved, head: u64, slot: usize) -> Option<crate::keys::Ch
 }
 
 impl Engine {
+    /// Fills `buf` from `offset` at `bound`, with one resolve per group;
+    /// zero slots are filled without touching files and physically adjacent
+    /// chunks are read at once. With `extents`, also the allocation runs of
+    /// the range (as `status_node`).
     pub(crate) fn read_node(
         &self,
         node: &Arc<NodeState>,
         bound: u64,
         offset: u64,
         buf: &mut [u8],
+        mut extents: Option<&mut Vec<Extent>>,
     ) -> Result<(), StoreError> {
-        for (group, pieces) in split(node.chunk_size, offset, buf.len() as u64) {
+        let cs = u64::from(node.chunk_size);
+        for (group, pieces) in groups(node.chunk_size, offset, buf.len() as u64) {
             let _g = self.read_stripe(node.id, group);
             let r = self.resolve_group(node, group, bound)?;
+            let mut run: Option<Run> = None;
             for p in pieces {
-                let dst = &mut buf[p.at..p.at + us(p.len)];
-                match r.slots[p.slot] {
-                    Res::Zero => dst.fill(0),
-                    Res::Chunk(id) => self.data.read(node.class, id, p.off, dst)?,
+                let allocated = match r.slots[p.slot] {
+                    Res::Zero => {
+                        buf[p.at..p.at + us(p.len)].fill(0);
+                        false
+                    }
+                    Res::Chunk(id) => {
+                        if !run.as_mut().is_some_and(|run| run.extend(id, &p, cs, node.class))
+                            && let Some(done) = run.replace(Run::start(id, &p))
+                        {
+                            self.read_run(node.class, done, buf)?;
+                        }
+                        true
+                    }
+                };
+                if let Some(out) = extents.as_deref_mut() {
+                    push_extent(out, p.len, allocated);
                 }
+            }
+            if let Some(done) = run {
+                self.read_run(node.class, done, buf)?;
             }
         }
         Ok(())
+    }
+
+    fn read_run(&self, class: u8, run: Run, buf: &mut [u8]) -> Result<(), StoreError> {
+        self.data.read(class, run.first, run.off, &mut buf[run.at..run.at + run.len])
     }
 
     pub(crate) fn write_node(
@@ -108,69 +223,68 @@ impl Engine {
         offset: u64,
         data: &[u8],
     ) -> Result<(), StoreError> {
-        for (group, pieces) in split(node.chunk_size, offset, data.len() as u64) {
-            self.write_group(node, group, &pieces, |p| &data[p.at..p.at + us(p.len)])?;
+        for (group, pieces) in groups(node.chunk_size, offset, data.len() as u64) {
+            self.write_group(node, group, pieces, Src::Data(data))?;
         }
         self.after_change()
     }
 
-    /// Writes pieces of one group; `bytes` gives each piece's data.
-    fn write_group<'d>(
+    /// Writes pieces of one group from `src`: in place where the head owns
+    /// the chunk, else copy-on-write into a new chunk.
+    fn write_group(
         &self,
         node: &Arc<NodeState>,
         group: u64,
-        pieces: &[Piece],
-        bytes: impl Fn(&Piece) -> &'d [u8],
+        pieces: impl Iterator<Item = Piece>,
+        src: Src<'_>,
     ) -> Result<(), StoreError> {
         let cs = u64::from(node.chunk_size);
+        let class = node.class;
         let _g = self.write_stripe(node.id, group);
         let head = node.head();
         let r = self.resolve_group(node, group, HEAD)?;
         let mut entry: Option<GroupEntry> = None;
         let mut used = Vec::new();
         let mut scratch = Vec::new();
-        for p in pieces {
-            let src = bytes(p);
-            if let Some(id) = private_chunk(&r, head, p.slot) {
-                if let Err(e) = self.data.write(node.class, id, p.off, src) {
-                    used.iter().for_each(|a| self.alloc.unuse(*a, &self.pending));
-                    return Err(e);
-                }
-                continue;
-            }
-            // copy-on-write: a new chunk, always written in full
-            let a = self.alloc.alloc(node.class);
-            self.write_stats.chunks_allocated.fetch_add(1, Ordering::Relaxed);
-            if matches!(r.slots[p.slot], Res::Chunk(_)) {
-                self.write_stats.copy_ups.fetch_add(1, Ordering::Relaxed);
-            }
-            let full: &[u8] = if p.len == cs {
-                src
-            } else {
-                scratch.resize(us(cs), 0);
-                let got = match r.slots[p.slot] {
-                    Res::Zero => {
-                        scratch.fill(0);
-                        Ok(())
+        let written = (|| -> Result<(), StoreError> {
+            for p in pieces {
+                let id = match private_chunk(&r, head, p.slot) {
+                    Some(id) => id,
+                    None => {
+                        // copy-on-write: a new chunk, always written in full
+                        let a = self.alloc.alloc(class);
+                        used.push(a);
+                        self.write_stats.chunks_allocated.fetch_add(1, Ordering::Relaxed);
+                        if matches!(r.slots[p.slot], Res::Chunk(_)) {
+                            self.write_stats.copy_ups.fetch_add(1, Ordering::Relaxed);
+                        }
+                        entry
+                            .get_or_insert_with(|| base(&r, head))
+                            .set(p.slot, Slot::Chunk { id: a.id, owned: true });
+                        if p.len != cs {
+                            scratch.resize(us(cs), 0);
+                            match r.slots[p.slot] {
+                                Res::Zero => scratch.fill(0),
+                                Res::Chunk(old) => self.data.read(class, old, 0, &mut scratch)?,
+                            }
+                            scratch[us(p.off)..us(p.off + p.len)]
+                                .copy_from_slice(src.bytes(p.at, us(p.len)));
+                            self.data.write(class, a.id, 0, &scratch)?;
+                            continue;
+                        }
+                        a.id
                     }
-                    Res::Chunk(old) => self.data.read(node.class, old, 0, &mut scratch),
                 };
-                if let Err(e) = got {
-                    used.push(a);
-                    used.iter().for_each(|a| self.alloc.unuse(*a, &self.pending));
-                    return Err(e);
-                }
-                scratch[us(p.off)..us(p.off + p.len)].copy_from_slice(src);
-                &scratch
-            };
-            used.push(a);
-            if let Err(e) = self.data.write(node.class, a.id, 0, full) {
-                used.iter().for_each(|a| self.alloc.unuse(*a, &self.pending));
-                return Err(e);
+                // No coalescing of writes to adjacent chunks: one large write
+                // makes the page cache use large folios (ext4 on Linux 6.x),
+                // and later 4 KiB overwrites in place then cost 3-5 times more.
+                self.data.write(class, id, p.off, src.bytes(p.at, us(p.len)))?;
             }
-            entry
-                .get_or_insert_with(|| base(&r, head))
-                .set(p.slot, Slot::Chunk { id: a.id, owned: true });
+            Ok(())
+        })();
+        if let Err(e) = written {
+            used.iter().for_each(|a| self.alloc.unuse(*a, &self.pending));
+            return Err(e);
         }
         if let Some(e) = entry {
             let delta = OwnedDelta {
@@ -195,9 +309,8 @@ impl Engine {
     ) -> Result<(), StoreError> {
         let cs = u64::from(node.chunk_size);
         let zeros = vec![0u8; us(cs)];
-        for (group, pieces) in split(node.chunk_size, offset, len) {
-            let (whole, part): (Vec<Piece>, Vec<Piece>) =
-                pieces.into_iter().partition(|p| p.len == cs);
+        for (group, pieces) in groups(node.chunk_size, offset, len) {
+            let (whole, part): (Vec<Piece>, Vec<Piece>) = pieces.partition(|p| p.len == cs);
             if !whole.is_empty() {
                 self.unmap_group(node, group, &whole)?;
             }
@@ -209,7 +322,7 @@ impl Engine {
                 let part: Vec<Piece> =
                     part.into_iter().filter(|p| r.slots[p.slot] != Res::Zero).collect();
                 if !part.is_empty() {
-                    self.write_group(node, group, &part, |p| &zeros[..us(p.len)])?;
+                    self.write_group(node, group, part.into_iter(), Src::Zeros(&zeros))?;
                 }
             }
         }
@@ -248,26 +361,22 @@ impl Engine {
         Ok(())
     }
 
-    /// `(length, allocated)` runs covering `[offset, offset + len)`.
+    /// Allocation runs covering `[offset, offset + len)`, merged.
     pub(crate) fn status_node(
         &self,
         node: &Arc<NodeState>,
         bound: u64,
         offset: u64,
         len: u64,
-    ) -> Result<Vec<(u64, bool)>, StoreError> {
-        let mut out: Vec<(u64, bool)> = Vec::new();
-        for (group, pieces) in split(node.chunk_size, offset, len) {
+    ) -> Result<Vec<Extent>, StoreError> {
+        let mut out = Vec::new();
+        for (group, pieces) in groups(node.chunk_size, offset, len) {
             let r = {
                 let _g = self.read_stripe(node.id, group);
                 self.resolve_group(node, group, bound)?
             };
             for p in pieces {
-                let allocated = matches!(r.slots[p.slot], Res::Chunk(_));
-                match out.last_mut() {
-                    Some((l, a)) if *a == allocated => *l += p.len,
-                    _ => out.push((p.len, allocated)),
-                }
+                push_extent(&mut out, p.len, matches!(r.slots[p.slot], Res::Chunk(_)));
             }
         }
         Ok(out)
@@ -294,6 +403,9 @@ mod tests {
 
     #[test]
     fn split_by_group_and_chunk() {
+        let split = |cs, off, len| -> Vec<(u64, Vec<Piece>)> {
+            groups(cs, off, len).map(|(g, p)| (g, p.collect())).collect()
+        };
         let g = split(4096, 4000, 200);
         assert_eq!(g.len(), 1);
         assert_eq!(g[0].1.len(), 2);

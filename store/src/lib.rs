@@ -13,6 +13,7 @@
 //!
 //! See docs/ARCHITECTURE.md "The storage engine".
 
+mod cache;
 mod catalog;
 mod commit;
 mod data;

@@ -26,8 +26,6 @@ pub(crate) enum KeyOp {
 pub(crate) trait MetaStore: Send + Sync {
     /// The value of `key`.
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
-    /// The greatest key in `[lo, hi]` and its value.
-    fn last_in(&self, lo: &[u8], hi: &[u8]) -> Result<Option<Pair>, StoreError>;
     /// Up to `limit` pairs with keys in `[lo, hi)`, ascending.
     fn scan(&self, lo: &[u8], hi: &[u8], limit: usize) -> Result<Vec<Pair>, StoreError>;
     /// Applies `ops` atomically (visible at once, durable after `durable_flush`).
@@ -126,16 +124,6 @@ impl SledMeta {
 impl MetaStore for SledMeta {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.db.get(key).map_err(meta_err)?.map(|v| v.to_vec()))
-    }
-
-    fn last_in(&self, lo: &[u8], hi: &[u8]) -> Result<Option<Pair>, StoreError> {
-        match self.db.range(lo..=hi).next_back() {
-            None => Ok(None),
-            Some(r) => {
-                let (k, v) = r.map_err(meta_err)?;
-                Ok(Some((k.to_vec(), v.to_vec())))
-            }
-        }
     }
 
     fn scan(&self, lo: &[u8], hi: &[u8], limit: usize) -> Result<Vec<Pair>, StoreError> {

@@ -1,6 +1,6 @@
-//! Nodes in memory and the block-map read side: `lookup` (one ordered lookup
-//! merging the pending map with sled) and `resolve_group` (walks the lineage
-//! and applies shrink masks).
+//! Nodes in memory and the block-map read side: `versions` (a group's
+//! versions, the pending map merged with sled, through the map cache) and
+//! `resolve_group` (walks the lineage and applies shrink masks).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 use parking_lot::{Mutex, RwLock};
 
+use crate::cache::{Versions, at};
 use crate::engine::Engine;
 use crate::entry::{GROUP_SLOTS, GroupEntry, SLOTS, Slot};
 use crate::error::StoreError;
@@ -114,55 +115,34 @@ pub(crate) enum Res {
 
 /// A node's own entry for a group plus the resolution of each slot.
 pub(crate) struct Resolved {
-    pub(crate) own: Option<(u64, GroupEntry)>,
+    /// The node's versions of the group and the one the bound sees.
+    own_versions: Versions,
+    own_at: Option<usize>,
     pub(crate) slots: [Res; SLOTS],
     /// Own-entry chunk slots cut by a shrink (they become zero slots when
     /// the entry is copied forward).
     pub(crate) own_masked: u32,
 }
 
+impl Resolved {
+    /// The node's own entry the bound sees, with its birth.
+    pub(crate) fn own(&self) -> Option<(u64, &GroupEntry)> {
+        self.own_at.and_then(|i| self.own_versions.get(i)).map(|(b, e)| (*b, e))
+    }
+}
+
 impl Engine {
-    /// The entry of `(node, group)` with the greatest birth ≤ `bound`.
-    pub(crate) fn lookup(
-        &self,
-        node: NodeId,
-        group: u64,
-        bound: u64,
-    ) -> Result<Option<(u64, GroupEntry)>, StoreError> {
-        // pending first, then sled: a commit removes its layer only after
-        // sled has the entries, so reading in this order never misses one
-        let pending = self.pending.versions(node, group);
-        let mut bound = bound;
-        loop {
-            let p = pending.iter().rev().find(|(b, _)| *b <= bound);
-            let s = self.meta.last_in(&map_key(node, group, 0), &map_key(node, group, bound))?;
-            let s_birth = match &s {
-                Some((k, _)) => {
-                    Some(decode_map_key(k).ok_or_else(|| StoreError::corrupt("block map key"))?.2)
-                }
-                None => None,
-            };
-            let use_pending = match (p, s_birth) {
-                (Some((pb, _)), Some(sb)) => *pb >= sb,
-                (Some(_), None) => true,
-                (None, _) => false,
-            };
-            if let (true, Some((pb, pv))) = (use_pending, p) {
-                match pv {
-                    Some(e) => return Ok(Some((*pb, e.clone()))),
-                    None if *pb == 0 => return Ok(None),
-                    None => bound = pb - 1,
-                }
-                continue;
+    /// Every version of `(node, group)` by birth: the map cache, else
+    /// `all_versions` (then cached). The caller holds a lock of the group's
+    /// stripe (any node's: a fill is validated, see `cache.rs`).
+    pub(crate) fn versions(&self, node: NodeId, group: u64) -> Result<Versions, StoreError> {
+        match self.pending.cache.get(node, group) {
+            Ok(v) => Ok(v),
+            Err(token) => {
+                let v: Versions = self.all_versions(node, group)?.into();
+                self.pending.cache.fill(node, group, token, v.clone());
+                Ok(v)
             }
-            let (Some(sb), Some((_, v))) = (s_birth, s) else { return Ok(None) };
-            let e = GroupEntry::decode(&v).ok_or_else(|| {
-                StoreError::corrupt(format!(
-                    "block map entry of node {} group {group} birth {sb}",
-                    node.0
-                ))
-            })?;
-            return Ok(Some((sb, e)));
         }
     }
 
@@ -173,21 +153,24 @@ impl Engine {
         group: u64,
         bound: u64,
     ) -> Result<Resolved, StoreError> {
-        let own = self.lookup(node.id, group, bound)?;
+        let own_versions = self.versions(node.id, group)?;
+        let own_at = at(&own_versions, bound);
         let mut slots: [Option<Res>; SLOTS] = [None; SLOTS];
         let mut own_masked = 0u32;
         let mut level = node.clone();
         let mut level_bound = bound;
-        let mut entry = own.clone();
+        let mut versions = own_versions.clone();
+        let mut idx = own_at;
         let mut first = true;
         loop {
             let masks = level.masks(group, level_bound);
+            let entry = idx.and_then(|i| versions.get(i));
+            let birth = entry.map_or(0, |(b, _)| *b);
             for i in 0..SLOTS {
                 if slots[i].is_some() {
                     continue;
                 }
-                let slot = entry.as_ref().map_or(Slot::Absent, |(_, e)| e.slot(i));
-                let birth = entry.as_ref().map_or(0, |(b, _)| *b);
+                let slot = entry.map_or(Slot::Absent, |(_, e)| e.slot(i));
                 slots[i] = match (slot, masks[i]) {
                     (Slot::Absent, Some(_)) => Some(Res::Zero),
                     (Slot::Absent, None) => None,
@@ -206,12 +189,18 @@ impl Engine {
             }
             let parent = level.parent.read().clone();
             let Some((p, e)) = parent else { break };
-            entry = self.lookup(p.id, group, e)?;
+            versions = self.versions(p.id, group)?;
+            idx = at(&versions, e);
             level = p;
             level_bound = e;
             first = false;
         }
-        Ok(Resolved { own, slots: slots.map(|s| s.unwrap_or(Res::Zero)), own_masked })
+        Ok(Resolved {
+            own_versions,
+            own_at,
+            slots: slots.map(|s| s.unwrap_or(Res::Zero)),
+            own_masked,
+        })
     }
 
     /// Every version of a group (sled merged with the pending map), by birth.

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 
+use crate::cache::MapCache;
 use crate::entry::GroupEntry;
 use crate::keys::{ChunkId, NodeId};
 use crate::meta::KeyOp;
@@ -58,9 +59,11 @@ pub(crate) struct Layers {
 }
 
 /// The pending map and its companions.
-#[derive(Default)]
 pub(crate) struct Pending {
     pub(crate) layers: RwLock<Layers>,
+    /// Decoded version lists of recently used groups; `record` keeps them
+    /// equal to the merged view (`cache.rs`).
+    pub(crate) cache: MapCache,
 }
 
 /// A chunk handed out by the allocator.
@@ -80,10 +83,19 @@ pub(crate) struct OwnedDelta<'a> {
 }
 
 impl Pending {
+    /// An empty pending map with a map cache of `cache_bytes`.
+    pub(crate) fn new(cache_bytes: u64) -> Pending {
+        Pending { layers: RwLock::default(), cache: MapCache::new(cache_bytes) }
+    }
+
     /// Every pending version of one group, newest layer winning, by birth.
     pub(crate) fn versions(&self, node: NodeId, group: u64) -> Vec<(u64, Option<GroupEntry>)> {
         let layers = self.layers.read();
         let range = (node, group, 0)..=(node, group, u64::MAX);
+        let in_layer = |g: &Gen| g.entries.range(range.clone()).next().is_some();
+        if !in_layer(&layers.active) && !layers.committing.as_deref().is_some_and(in_layer) {
+            return Vec::new();
+        }
         let mut out: BTreeMap<u64, Option<GroupEntry>> = BTreeMap::new();
         if let Some(c) = &layers.committing {
             for (k, v) in c.entries.range(range.clone()) {
@@ -112,6 +124,9 @@ impl Pending {
         let mut layers = self.layers.write();
         let g = &mut layers.active;
         for (k, v) in entries {
+            // under the write lock: no reader sees the pending change
+            // without the cached one, nor the reverse
+            self.cache.apply(k, v.as_ref());
             g.entries.insert(k, v);
         }
         for a in used.iter().filter(|a| a.from_free) {

@@ -348,27 +348,35 @@ fn read_pieces(
     if length == 0 {
         return Ok(Vec::new());
     }
-    if !sparse {
-        return Ok(vec![Piece::Data(offset, read_range(export, offset, length)?)]);
-    }
-    let mut pieces = Vec::new();
-    let mut at = offset;
-    for e in export.block_status(offset, length)? {
-        if e.allocated || !e.zero {
-            pieces.push(Piece::Data(at, read_range(export, at, e.length)?));
-        } else {
-            pieces.push(Piece::Hole(at, e.length));
-        }
-        at += e.length;
-    }
-    Ok(pieces)
-}
-
-fn read_range(export: &Export, offset: u64, length: u64) -> Result<Bytes, StoreError> {
     // invariant: lengths are bounded by max_payload before we get here.
     let mut buf = BytesMut::zeroed(usize::try_from(length).unwrap_or(0));
-    export.read(offset, &mut buf)?;
-    Ok(buf.freeze())
+    if !sparse {
+        export.read(offset, &mut buf)?;
+        return Ok(vec![Piece::Data(offset, buf.freeze())]);
+    }
+    // One pass fills the buffer and says where the holes are; holes then go
+    // out as OFFSET_HOLE chunks and the data as slices of the same buffer.
+    let extents = export.read_sparse(offset, &mut buf)?;
+    let data = buf.freeze();
+    if extents.len() == 1 && !extents[0].allocated && extents[0].zero {
+        return Ok(vec![Piece::Hole(offset, length)]);
+    }
+    if extents.iter().all(|e| e.allocated || !e.zero) {
+        return Ok(vec![Piece::Data(offset, data)]);
+    }
+    let mut pieces = Vec::with_capacity(extents.len());
+    let mut at = 0usize;
+    for e in extents {
+        let len = usize::try_from(e.length).unwrap_or(0);
+        let abs = offset + at as u64;
+        if e.allocated || !e.zero {
+            pieces.push(Piece::Data(abs, data.slice(at..at + len)));
+        } else {
+            pieces.push(Piece::Hole(abs, e.length));
+        }
+        at += len;
+    }
+    Ok(pieces)
 }
 
 fn zeroes(len: u64) -> Bytes {

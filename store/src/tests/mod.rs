@@ -1,8 +1,10 @@
 //! Store-level tests: unit behaviours, the model proptest, crash and GC.
 
+mod bench;
 mod crash;
 mod memfs;
 mod model;
+mod sparse;
 mod unit;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -12,6 +14,11 @@ use crate::entry::{GroupEntry, SLOTS, Slot};
 use crate::keys::{FREE, MAP, decode_free_key, decode_map_key};
 use crate::{Store, StoreConfig};
 
+/// Proptest cases: `PROPTEST_CASES` if set, else `default`.
+pub(crate) fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
 pub(crate) fn config(dir: &std::path::Path) -> StoreConfig {
     let mut c = StoreConfig::new(dir);
     c.cache_capacity = 16 << 20;
@@ -19,10 +26,16 @@ pub(crate) fn config(dir: &std::path::Path) -> StoreConfig {
     c
 }
 
+/// The whole export, read with `read`; checks that `read_sparse` returns the
+/// same bytes and `block_status`'s runs.
 pub(crate) fn read_all(store: &Store, name: &str) -> Vec<u8> {
     let e = store.open_export(name).unwrap_or_else(|| panic!("export {name} missing"));
     let mut buf = vec![0u8; usize::try_from(e.size()).unwrap()];
     e.read(0, &mut buf).unwrap();
+    let mut sparse = vec![0xa5u8; buf.len()];
+    let extents = e.read_sparse(0, &mut sparse).unwrap();
+    assert!(sparse == buf, "read_sparse of {name} differs from read");
+    assert_eq!(extents, e.block_status(0, e.size()).unwrap(), "read_sparse extents of {name}");
     buf
 }
 

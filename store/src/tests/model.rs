@@ -348,7 +348,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: super::cases(128), ..ProptestConfig::default() })]
 
     #[test]
     fn store_matches_model(ops in prop::collection::vec(op(), 1..48)) {
