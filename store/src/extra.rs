@@ -24,12 +24,9 @@ impl Engine {
     pub(crate) fn flatten(&self, name: &str) -> Outcome<VolumeInfo> {
         self.check_open()?;
         let mut cat = self.catalog.lock();
-        let id = match Self::volume_id(&cat, name) {
-            Ok(id) => id,
+        let (id, state) = match Self::volume_node(&cat, name) {
+            Ok(found) => found,
             Err(r) => return Ok(Err(r)),
-        };
-        let Some(state) = cat.nodes.get(&id).map(|n| n.state.clone()) else {
-            return Ok(Err(Refusal::NotFound(name.into())));
         };
         let Some((parent, epoch)) = state.parent.read().clone() else {
             return Ok(Err(Refusal::NotAClone(name.into())));
@@ -114,12 +111,9 @@ impl Engine {
         }
         let (state, a, b, to_size) = {
             let cat = self.catalog.lock();
-            let id = match Self::volume_id(&cat, fv) {
-                Ok(id) => id,
+            let (id, state) = match Self::volume_node(&cat, fv) {
+                Ok(found) => found,
                 Err(r) => return Ok(Err(r)),
-            };
-            let Some(state) = cat.nodes.get(&id).map(|n| n.state.clone()) else {
-                return Ok(Err(Refusal::NotFound(fv.into())));
             };
             let Some((a, _)) = cat.snap_by_name(id, fs) else {
                 return Ok(Err(Refusal::SnapshotNotFound(from.into())));

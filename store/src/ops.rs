@@ -48,6 +48,16 @@ impl Engine {
         cat.names.get(name).copied().ok_or_else(|| Refusal::NotFound(name.to_string()))
     }
 
+    /// The live volume `name`: its node id and state.
+    pub(crate) fn volume_node(
+        cat: &Catalog,
+        name: &str,
+    ) -> Result<(NodeId, Arc<NodeState>), Refusal> {
+        let id = Self::volume_id(cat, name)?;
+        let state = cat.nodes.get(&id).map(|n| n.state.clone());
+        state.map(|s| (id, s)).ok_or_else(|| Refusal::NotFound(name.to_string()))
+    }
+
     pub(crate) fn volume_info(cat: &Catalog, id: NodeId) -> Option<VolumeInfo> {
         let n = cat.nodes.get(&id)?;
         let s = &n.state;
@@ -116,12 +126,9 @@ impl Engine {
             refuse!(r);
         }
         let cat = self.catalog.lock();
-        let id = match Self::volume_id(&cat, name) {
-            Ok(id) => id,
+        let (id, state) = match Self::volume_node(&cat, name) {
+            Ok(found) => found,
             Err(r) => refuse!(r),
-        };
-        let Some(state) = cat.nodes.get(&id).map(|n| n.state.clone()) else {
-            refuse!(Refusal::NotFound(name.into()))
         };
         let _w = state.op.write();
         let old = state.size();
@@ -147,12 +154,9 @@ impl Engine {
     pub(crate) fn delete_volume(&self, name: &str) -> Outcome<()> {
         self.check_open()?;
         let mut cat = self.catalog.lock();
-        let id = match Self::volume_id(&cat, name) {
-            Ok(id) => id,
+        let (id, state) = match Self::volume_node(&cat, name) {
+            Ok(found) => found,
             Err(r) => refuse!(r),
-        };
-        let Some(state) = cat.nodes.get(&id).map(|n| n.state.clone()) else {
-            refuse!(Refusal::NotFound(name.into()))
         };
         let _w = state.op.write();
         let mut ops = Vec::new();
