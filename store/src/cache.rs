@@ -13,18 +13,27 @@
 //! change. Bounded by `StoreConfig::map_cache_bytes` (CLOCK eviction per
 //! shard); nothing else depends on what it holds.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+use crate::clock::{ClockShard, overhead, shard_of};
 use crate::entry::GroupEntry;
 use crate::keys::NodeId;
+use crate::lineage::View;
 use crate::pending::MapKey;
 
 /// Every version of one group, sorted by birth.
 pub(crate) type Versions = Arc<[(u64, GroupEntry)]>;
+
+/// What the cache holds for a group: its versions and, for a clone, the
+/// parent's frozen view tagged with the lineage cache's generation
+/// (`lineage.rs`), so a clone's read finds both with one lookup.
+#[derive(Clone, Debug)]
+pub(crate) struct Cached {
+    pub(crate) versions: Versions,
+    pub(crate) view: Option<(u64, View)>,
+}
 
 /// The index of the version with the greatest birth ≤ `bound`.
 pub(crate) fn at(versions: &[(u64, GroupEntry)], bound: u64) -> Option<usize> {
@@ -35,127 +44,38 @@ const SHARDS: usize = 64;
 
 type Key = (NodeId, u64);
 
-/// A multiply-xorshift hasher for the two-`u64` key.
-#[derive(Default)]
-struct KeyHasher(u64);
-
-impl Hasher for KeyHasher {
-    fn finish(&self) -> u64 {
-        let h = self.0 ^ (self.0 >> 29);
-        h.wrapping_mul(0xBF58_476D_1CE4_E5B9) ^ (h >> 32)
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.write_u64(u64::from(b));
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0.rotate_left(23) ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-}
-
-struct Slot {
-    key: Key,
-    versions: Versions,
-    bytes: usize,
-    referenced: bool,
-}
-
-#[derive(Default)]
-struct Shard {
-    index: HashMap<Key, usize, BuildHasherDefault<KeyHasher>>,
-    slots: Vec<Slot>,
-    hand: usize,
-    bytes: usize,
-    /// Changes applied to this shard (validates fills).
-    seq: u64,
-}
-
 /// Approximate memory of one cached group.
 fn cost(versions: &[(u64, GroupEntry)]) -> usize {
-    // slot, index entry, Arc header, the versions
-    size_of::<Slot>() + 2 * size_of::<(Key, usize)>() + 16 + size_of_val(versions)
-}
-
-impl Shard {
-    fn remove_at(&mut self, i: usize) {
-        let s = self.slots.swap_remove(i);
-        self.index.remove(&s.key);
-        if let Some(moved) = self.slots.get(i) {
-            self.index.insert(moved.key, i);
-        }
-        self.bytes -= s.bytes;
-    }
-
-    /// CLOCK: the first slot not used since the hand last passed it.
-    fn evict_one(&mut self) {
-        loop {
-            if self.hand >= self.slots.len() {
-                self.hand = 0;
-            }
-            let Some(s) = self.slots.get_mut(self.hand) else { return };
-            if s.referenced {
-                s.referenced = false;
-                self.hand += 1;
-            } else {
-                self.remove_at(self.hand);
-                return;
-            }
-        }
-    }
-
-    fn put(&mut self, key: Key, versions: Versions, budget: usize) {
-        let bytes = cost(&versions);
-        if let Some(&i) = self.index.get(&key) {
-            self.remove_at(i);
-        }
-        if bytes > budget {
-            return;
-        }
-        while self.bytes + bytes > budget && !self.slots.is_empty() {
-            self.evict_one();
-        }
-        self.index.insert(key, self.slots.len());
-        self.slots.push(Slot { key, versions, bytes, referenced: false });
-        self.bytes += bytes;
-    }
+    // slot and index entry, Arc header, the versions
+    overhead::<Key, Cached>() + 16 + size_of_val(versions)
 }
 
 /// The bounded cache of group version lists.
 pub(crate) struct MapCache {
-    shards: Box<[Mutex<Shard>]>,
+    shards: Box<[Mutex<ClockShard<Key, Cached>>]>,
     /// Bytes per shard; 0 disables the cache.
     shard_budget: usize,
-}
-
-fn shard_of(key: Key) -> usize {
-    let h =
-        (key.0.0.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ key.1).wrapping_mul(0xD6E8_FEB8_6659_FD93);
-    // invariant: the shift leaves 6 bits
-    usize::try_from(h >> 58).unwrap_or(0) % SHARDS
 }
 
 impl MapCache {
     pub(crate) fn new(budget: u64) -> MapCache {
         let budget = usize::try_from(budget).unwrap_or(usize::MAX);
         MapCache {
-            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
+            shards: (0..SHARDS).map(|_| Mutex::new(ClockShard::default())).collect(),
             shard_budget: budget / SHARDS,
         }
     }
 
+    fn shard(&self, key: Key) -> &Mutex<ClockShard<Key, Cached>> {
+        &self.shards[shard_of(key.0.0, key.1, SHARDS)]
+    }
+
     /// The cached versions of a group, or the token to `fill` it with.
-    pub(crate) fn get(&self, node: NodeId, group: u64) -> Result<Versions, u64> {
+    pub(crate) fn get(&self, node: NodeId, group: u64) -> Result<Cached, u64> {
         let key = (node, group);
-        let mut s = self.shards[shard_of(key)].lock();
-        match s.index.get(&key) {
-            Some(&i) => {
-                let slot = &mut s.slots[i];
-                slot.referenced = true;
-                Ok(slot.versions.clone())
-            }
+        let mut s = self.shard(key).lock();
+        match s.get(&key) {
+            Some(v) => Ok(v.clone()),
             None => Err(s.seq),
         }
     }
@@ -167,9 +87,19 @@ impl MapCache {
             return;
         }
         let key = (node, group);
-        let mut s = self.shards[shard_of(key)].lock();
-        if s.seq == token && !s.index.contains_key(&key) {
-            s.put(key, versions, self.shard_budget);
+        let mut s = self.shard(key).lock();
+        if s.seq == token && !s.contains(&key) {
+            let bytes = cost(&versions);
+            s.put(key, Cached { versions, view: None }, bytes, false, self.shard_budget);
+        }
+    }
+
+    /// Keeps a clone's parent view beside the group's versions, if cached.
+    pub(crate) fn attach_view(&self, node: NodeId, group: u64, view: (u64, View)) {
+        let key = (node, group);
+        let mut s = self.shard(key).lock();
+        if let Some(c) = s.get_mut(&key) {
+            c.view = Some(view);
         }
     }
 
@@ -178,10 +108,12 @@ impl MapCache {
     pub(crate) fn apply(&self, key: MapKey, value: Option<&GroupEntry>) {
         let (node, group, birth) = key;
         let key = (node, group);
-        let mut s = self.shards[shard_of(key)].lock();
+        let mut s = self.shard(key).lock();
         s.seq += 1;
-        let Some(&i) = s.index.get(&key) else { return };
-        let old = &s.slots[i].versions;
+        let Some((old, referenced)) = s.peek(&key) else { return };
+        // the parent's view is frozen: it survives changes to the node's own entries
+        let view = old.view.clone();
+        let old = &old.versions;
         let pos = old.partition_point(|(b, _)| *b < birth);
         let exists = old.get(pos).is_some_and(|(b, _)| *b == birth);
         let mut new: Vec<(u64, GroupEntry)> = Vec::with_capacity(old.len() + 1);
@@ -190,16 +122,14 @@ impl MapCache {
             new.push((birth, e.clone()));
         }
         new.extend_from_slice(&old[pos + usize::from(exists)..]);
-        let referenced = s.slots[i].referenced;
-        s.put(key, new.into(), self.shard_budget);
-        if let Some(&j) = s.index.get(&key) {
-            s.slots[j].referenced = referenced;
-        }
+        let new: Versions = new.into();
+        let bytes = cost(&new);
+        s.put(key, Cached { versions: new, view }, bytes, referenced, self.shard_budget);
     }
 
     #[cfg(test)]
     pub(crate) fn bytes(&self) -> usize {
-        self.shards.iter().map(|s| s.lock().bytes).sum()
+        self.shards.iter().map(|s| s.lock().bytes()).sum()
     }
 }
 
@@ -233,7 +163,7 @@ mod tests {
         c.fill(n, 4, t, vec![(1, entry(1))].into());
         c.apply((n, 4, 2), Some(&entry(2)));
         c.apply((n, 4, 1), None);
-        let v = c.get(n, 4).unwrap();
+        let v = c.get(n, 4).unwrap().versions;
         assert_eq!(v.iter().map(|(b, _)| *b).collect::<Vec<_>>(), vec![2]);
         // a change between get and fill voids the fill
         let t = c.get(n, 5).unwrap_err();

@@ -16,6 +16,7 @@ use crate::keys::{
     FREE, GC, HWM, NEXT_NODE, NODE, NodeId, OWNED, SNAP, decode_free_key, decode_node_key,
     decode_pair_key, decode_u64,
 };
+use crate::lineage::LineageCache;
 use crate::meta::{MetaStore, SledMeta};
 use crate::node::NodeState;
 use crate::pending::{Allocator, Pending};
@@ -32,8 +33,10 @@ pub struct StoreConfig {
     pub commit_interval: Duration,
     /// Pause between GC steps (throttle).
     pub gc_pause: Duration,
-    /// Memory for decoded block-map entries of recently read groups (the
-    /// map cache), in bytes; 0 disables it.
+    /// Memory for the read-path caches, in bytes; 0 disables them. Three
+    /// quarters hold decoded block-map entries of recently read groups (the
+    /// map cache), one quarter resolved parent views of clones (the lineage
+    /// cache).
     pub map_cache_bytes: u64,
 }
 
@@ -73,6 +76,8 @@ pub(crate) struct Engine {
     pub(crate) meta: Box<dyn MetaStore>,
     pub(crate) data: DataFiles,
     pub(crate) pending: Pending,
+    /// Frozen views of clones' parents (`lineage.rs`).
+    pub(crate) lineage: LineageCache,
     pub(crate) alloc: Allocator,
     pub(crate) committer: Committer,
     pub(crate) catalog: Mutex<Catalog>,
@@ -102,12 +107,14 @@ impl Engine {
         std::fs::create_dir_all(&config.dir).map_err(io)?;
         let meta = SledMeta::open(&config.dir.join("sled"), config.cache_capacity)?;
         let data = DataFiles::new(config.dir.join("chunks"), factory);
-        let pending = Pending::new(config.map_cache_bytes);
+        let pending = Pending::new(config.map_cache_bytes / 4 * 3);
+        let lineage = LineageCache::new(config.map_cache_bytes / 4);
         let engine = Engine {
             config,
             meta: Box::new(meta),
             data,
             pending,
+            lineage,
             alloc: Allocator::default(),
             committer: Committer::default(),
             catalog: Mutex::new(Catalog::default()),

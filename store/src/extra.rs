@@ -83,6 +83,7 @@ impl Engine {
         self.pending.push_extras(ops);
         self.commit()?;
         self.wake_background();
+        self.lineage.clear();
         Ok(Self::volume_info(&cat, id).ok_or_else(|| Refusal::NotFound(name.into())))
     }
 

@@ -15,6 +15,7 @@
 
 mod cache;
 mod catalog;
+mod clock;
 mod commit;
 mod data;
 mod engine;
@@ -26,6 +27,7 @@ mod gc;
 mod info;
 mod io;
 mod keys;
+mod lineage;
 mod meta;
 mod node;
 mod ops;

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 use parking_lot::{Mutex, RwLock};
 
-use crate::cache::{Versions, at};
+use crate::cache::{Cached, Versions, at};
 use crate::engine::Engine;
 use crate::entry::{GROUP_SLOTS, GroupEntry, SLOTS, Slot};
 use crate::error::StoreError;
@@ -106,6 +106,41 @@ impl NodeState {
     }
 }
 
+impl NodeState {
+    /// Resolves the open slots of `slots` from this node's own entry of
+    /// `group` at `bound` and its shrink masks; returns the own-entry chunk
+    /// slots a shrink cut. Slots the node leaves to its parent stay `None`.
+    pub(crate) fn resolve_level(
+        &self,
+        group: u64,
+        bound: u64,
+        versions: &[(u64, GroupEntry)],
+        slots: &mut [Option<Res>; SLOTS],
+    ) -> u32 {
+        let masks = self.masks(group, bound);
+        let entry = at(versions, bound).and_then(|i| versions.get(i));
+        let birth = entry.map_or(0, |(b, _)| *b);
+        let mut masked = 0u32;
+        for (i, out) in slots.iter_mut().enumerate() {
+            if out.is_some() {
+                continue;
+            }
+            let slot = entry.map_or(Slot::Absent, |(_, e)| e.slot(i));
+            *out = match (slot, masks[i]) {
+                (Slot::Absent, Some(_)) => Some(Res::Zero),
+                (Slot::Absent, None) => None,
+                (Slot::Zero, _) => Some(Res::Zero),
+                (Slot::Chunk { .. }, Some(m)) if birth <= m => {
+                    masked |= 1 << i;
+                    Some(Res::Zero)
+                }
+                (Slot::Chunk { id, .. }, _) => Some(Res::Chunk(id)),
+            };
+        }
+        masked
+    }
+}
+
 /// What a slot reads as.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Res {
@@ -136,71 +171,60 @@ impl Engine {
     /// `all_versions` (then cached). The caller holds a lock of the group's
     /// stripe (any node's: a fill is validated, see `cache.rs`).
     pub(crate) fn versions(&self, node: NodeId, group: u64) -> Result<Versions, StoreError> {
+        Ok(self.cached(node, group)?.versions)
+    }
+
+    /// `versions` with the parent view the map cache may hold beside them.
+    fn cached(&self, node: NodeId, group: u64) -> Result<Cached, StoreError> {
         match self.pending.cache.get(node, group) {
-            Ok(v) => Ok(v),
+            Ok(c) => Ok(c),
             Err(token) => {
                 let v: Versions = self.all_versions(node, group)?.into();
                 self.pending.cache.fill(node, group, token, v.clone());
-                Ok(v)
+                Ok(Cached { versions: v, view: None })
             }
         }
     }
 
-    /// Resolves every slot of `group` as `node` reads it at `bound`.
+    /// Resolves every slot of `group` as `node` reads it at `bound`: its own
+    /// entry, then for the slots it leaves open, the parent's frozen view
+    /// (`lineage.rs`).
     pub(crate) fn resolve_group(
         &self,
         node: &Arc<NodeState>,
         group: u64,
         bound: u64,
     ) -> Result<Resolved, StoreError> {
-        let own_versions = self.versions(node.id, group)?;
+        let generation = self.lineage.generation();
+        let Cached { versions: own_versions, view } = self.cached(node.id, group)?;
         let own_at = at(&own_versions, bound);
         let mut slots: [Option<Res>; SLOTS] = [None; SLOTS];
-        let mut own_masked = 0u32;
-        let mut level = node.clone();
-        let mut level_bound = bound;
-        let mut versions = own_versions.clone();
-        let mut idx = own_at;
-        let mut first = true;
-        loop {
-            let masks = level.masks(group, level_bound);
-            let entry = idx.and_then(|i| versions.get(i));
-            let birth = entry.map_or(0, |(b, _)| *b);
-            for i in 0..SLOTS {
-                if slots[i].is_some() {
-                    continue;
-                }
-                let slot = entry.map_or(Slot::Absent, |(_, e)| e.slot(i));
-                slots[i] = match (slot, masks[i]) {
-                    (Slot::Absent, Some(_)) => Some(Res::Zero),
-                    (Slot::Absent, None) => None,
-                    (Slot::Zero, _) => Some(Res::Zero),
-                    (Slot::Chunk { .. }, Some(m)) if birth <= m => {
-                        if first {
-                            own_masked |= 1 << i;
+        let own_masked = node.resolve_level(group, bound, &own_versions, &mut slots);
+        let slots = if slots.iter().all(Option::is_some) {
+            slots.map(|s| s.unwrap_or(Res::Zero))
+        } else {
+            // a view of this generation was computed from the current
+            // parent link (changing the link bumps the generation)
+            let view = match view {
+                Some((g, view)) if g == generation => Some(view),
+                _ => {
+                    let parent = node.parent.read().clone();
+                    match parent {
+                        Some((p, e)) => {
+                            let view = self.frozen_view(&p, group, e)?;
+                            let tagged = (generation, view.clone());
+                            self.pending.cache.attach_view(node.id, group, tagged);
+                            Some(view)
                         }
-                        Some(Res::Zero)
+                        None => None,
                     }
-                    (Slot::Chunk { id, .. }, _) => Some(Res::Chunk(id)),
-                };
-            }
-            if slots.iter().all(Option::is_some) {
-                break;
-            }
-            let parent = level.parent.read().clone();
-            let Some((p, e)) = parent else { break };
-            versions = self.versions(p.id, group)?;
-            idx = at(&versions, e);
-            level = p;
-            level_bound = e;
-            first = false;
-        }
-        Ok(Resolved {
-            own_versions,
-            own_at,
-            slots: slots.map(|s| s.unwrap_or(Res::Zero)),
-            own_masked,
-        })
+                }
+            };
+            std::array::from_fn(|i| {
+                slots[i].unwrap_or_else(|| view.as_ref().map_or(Res::Zero, |v| v[i]))
+            })
+        };
+        Ok(Resolved { own_versions, own_at, slots, own_masked })
     }
 
     /// Every version of a group (sled merged with the pending map), by birth.

@@ -186,6 +186,7 @@ impl Engine {
         self.pending.push_extras(ops);
         self.commit()?;
         self.wake_background();
+        self.lineage.clear();
         Ok(Ok(()))
     }
 
@@ -329,6 +330,7 @@ impl Engine {
         self.pending.push_extras(ops);
         self.commit()?;
         self.wake_background();
+        self.lineage.clear();
         Ok(Ok(()))
     }
 
@@ -491,6 +493,7 @@ impl Engine {
         state.truncs.write().retain(|t| t.epoch < epoch);
         self.pending.push_extras(cat.node_put(id));
         self.commit()?;
+        self.lineage.clear();
         Ok(Ok(()))
     }
 }
