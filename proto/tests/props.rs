@@ -7,6 +7,7 @@ use clonebd_proto::{
     BlockExtent, Command, CommandFlags, Cookie, HandshakeError, IHAVEOPT, Request, ServerConfig,
     ServerHandshake, decode_request, encode_block_status, encode_error_chunk, encode_request,
     parse_block_status, parse_error_chunk, parse_offset_data, parse_offset_hole, peek_reply_header,
+    peek_request_header, request_header_len,
 };
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -62,6 +63,34 @@ fn round_trip(reqs: Vec<Request>, extended: bool) -> Result<(), TestCaseError> {
 }
 
 proptest! {
+    /// A server may read a WRITE's payload itself (into buffers of its own):
+    /// the header plus that payload is the same request the decoder gives.
+    #[test]
+    fn write_from_header_and_own_payload_equals_decoded(
+        cookie: u64, flags: u16, offset: u64, data in vec(any::<u8>(), 0..64), extended: bool,
+    ) {
+        let flags = CommandFlags::from_bits_retain(flags) - CommandFlags::PAYLOAD_LEN;
+        let data = bytes::Bytes::from(data);
+        let command = Command::Write { offset, data: data.clone() };
+        let req = Request { cookie: Cookie(cookie), flags, command };
+        let mut buf = BytesMut::new();
+        encode_request(&mut buf, &req, extended);
+        let hdr = peek_request_header(&buf, extended).unwrap().unwrap();
+        let payload = buf.split_off(request_header_len(extended)).freeze();
+        prop_assert_eq!(&payload, &data);
+        let mut whole: BytesMut = buf.iter().chain(payload.iter()).copied().collect();
+        let decoded = decode_request(&mut whole, extended, 64);
+        let own = hdr.into_write(extended, payload.clone());
+        prop_assert_eq!(own.clone(), decoded.unwrap());
+        prop_assert_eq!(own, Some(req));
+        // a payload of the wrong length or a header of another command is refused
+        let mut longer = payload.to_vec();
+        longer.push(0);
+        prop_assert!(hdr.into_write(extended, longer.into()).is_none());
+        let read = clonebd_proto::RequestHeader { kind: 0, ..hdr };
+        prop_assert!(read.into_write(extended, payload).is_none());
+    }
+
     #[test]
     fn compact_requests_round_trip(reqs in vec(request(false), 1..8)) {
         round_trip(reqs, false)?;

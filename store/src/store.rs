@@ -78,6 +78,7 @@ fn background(engine: Arc<Engine>) {
         }
         if (kicked || last_commit.elapsed() >= engine.config.commit_interval)
             && engine.committer.poisoned().is_none()
+            && engine.metadata_pending()
         {
             last_commit = Instant::now();
             if let Err(e) = engine.commit() {

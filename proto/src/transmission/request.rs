@@ -80,6 +80,26 @@ pub fn request_payload_len(
         .map_err(|_| DecodeError::PayloadTooLarge { len: hdr.length, max: max_payload })
 }
 
+impl RequestHeader {
+    /// The WRITE request this header announces, with its payload read by the
+    /// caller (a server reading large payloads straight into buffers of its
+    /// own instead of through its stream buffer). `None` unless the header is
+    /// a WRITE whose length is `data.len()`.
+    pub fn into_write(self, extended: bool, data: Bytes) -> Option<Request> {
+        if self.kind != cmd::WRITE || self.length != data.len() as u64 {
+            return None;
+        }
+        let command = Command::Write { offset: self.offset, data };
+        Some(Request { cookie: self.cookie, flags: framing_flags(self.flags, extended), command })
+    }
+}
+
+/// PAYLOAD_LEN is framing in extended mode; in compact mode it is just an
+/// invalid flag, left for the server to answer with EINVAL.
+fn framing_flags(flags: CommandFlags, extended: bool) -> CommandFlags {
+    if extended { flags - CommandFlags::PAYLOAD_LEN } else { flags }
+}
+
 /// What a request asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -231,10 +251,7 @@ pub fn decode_request(
         }
         kind => Command::Unknown { kind, offset, length },
     };
-    // PAYLOAD_LEN is framing in extended mode; in compact mode it is just an
-    // invalid flag, left for the server to answer with EINVAL.
-    let flags = if extended { flags - CommandFlags::PAYLOAD_LEN } else { flags };
-    Ok(Some(Request { cookie, flags, command }))
+    Ok(Some(Request { cookie, flags: framing_flags(flags, extended), command }))
 }
 
 /// Encodes a request (header, then any payload) for the client side.

@@ -1,9 +1,11 @@
 //! The transmission phase of one connection, on an OS thread of its own.
 //!
 //! The reader decodes every complete request in its buffer (mini-redis
-//! style: read into a `BytesMut`, decode what is whole). A request that
-//! arrives alone is answered right there on the reader thread; a batch (a
-//! pipelining client) is split across the IO pool. Whoever computes a reply
+//! style: read into a `BytesMut`, decode what is whole). A small request
+//! that arrives alone is answered right there on the reader thread; a batch
+//! (a pipelining client) is split across the IO pool; a large request (64 KiB
+//! or more) always goes to the pool on its own, and a large WRITE's payload
+//! is read from the socket straight into a recycled buffer (`buffers.rs`). Whoever computes a reply
 //! writes it to the socket under a mutex, with one vectored write per batch,
 //! so a reply costs at most one thread hand-off. With tokio tasks for reader,
 //! handler and writer it was three hand-offs, and on this 2-vCPU machine each
@@ -18,6 +20,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use proto::{Command, DecodeError, Request};
 use tracing::debug;
 
+use super::buffers::POOLED_MIN;
 use super::iopool::IoPool;
 use super::transmission::Session;
 
@@ -114,6 +117,14 @@ impl Conn<'_> {
             while let Some(header) = proto::peek_request_header(buf, extended)? {
                 let payload = proto::request_payload_len(&header, extended, limits.max_payload)?;
                 if buf.len() < header_len + payload {
+                    if header.kind == proto::cmd::WRITE && payload >= POOLED_MIN {
+                        // answer what is decoded before blocking on the payload
+                        if !batch.is_empty() {
+                            self.dispatch(std::mem::take(&mut batch), false);
+                        }
+                        batch.push(self.read_write_payload(socket, buf, header, payload)?);
+                        continue;
+                    }
                     need = header_len + payload;
                     break;
                 }
@@ -151,9 +162,47 @@ impl Conn<'_> {
         }
     }
 
+    /// Reads the payload of a large WRITE straight from the socket into a
+    /// pooled buffer (`buffers.rs`): no pass through the stream buffer, no
+    /// copy out of it. `buf` holds the header and the payload's first bytes.
+    fn read_write_payload(
+        &self,
+        socket: &mut TcpStream,
+        buf: &mut BytesMut,
+        header: proto::RequestHeader,
+        payload: usize,
+    ) -> Result<Request, ConnectionError> {
+        let header_len = proto::request_header_len(self.session.extended);
+        let mut data = self.session.buffers.take(payload);
+        let have = buf.len() - header_len;
+        data.as_mut()[..have].copy_from_slice(&buf[header_len..]);
+        buf.clear();
+        socket.read_exact(&mut data.as_mut()[have..]).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                ConnectionError::Truncated
+            } else {
+                ConnectionError::Io(e)
+            }
+        })?;
+        // invariant: the header is a WRITE of `payload` bytes (checked by the caller)
+        header.into_write(self.session.extended, data.freeze()).ok_or(ConnectionError::Truncated)
+    }
+
     fn dispatch(&self, batch: Vec<Request>, alone: bool) {
-        let (session, pool, writer, inflight, limits) =
-            (self.session, self.pool, self.writer, self.inflight, self.limits);
+        let (session, writer, limits) = (self.session, self.writer, self.limits);
+        // Large requests go to the pool one by one: their IO dwarfs a
+        // hand-off, they overlap each other's copies and disk waits, and
+        // the reader goes back to the socket at once.
+        let (large, batch): (Vec<Request>, Vec<Request>) = batch.into_iter().partition(|r| {
+            matches!(r.command, Command::Write { .. })
+                && cost(r, limits.max_payload) >= POOLED_MIN as u64
+        });
+        for r in large {
+            self.hand_off(vec![r]);
+        }
+        if batch.is_empty() {
+            return;
+        }
         // A lone request (a client at queue depth 1, or the kernel between
         // bursts) is answered here: no hand-off, no wake-up.
         if alone && batch.len() == 1 {
@@ -163,25 +212,31 @@ impl Conn<'_> {
         }
         // A batch is split across the CPUs: the reader keeps the first part
         // (it is awake already) and hands the rest to the pool.
-        let parts = batch.len().min(pool.threads() + 1).min(self.split).max(1);
+        let parts = batch.len().min(self.pool.threads() + 1).min(self.split).max(1);
         let per_part = batch.len().div_ceil(parts);
         let mut batch = batch.into_iter();
         let own: Vec<Request> = batch.by_ref().take(per_part).collect();
         let mut rest = batch.peekable();
         while rest.peek().is_some() {
-            let part: Vec<Request> = rest.by_ref().take(per_part).collect();
-            let bytes: u64 = part.iter().map(|r| cost(r, limits.max_payload)).sum();
-            inflight.acquire(part.len(), bytes, limits);
-            let (session, writer, inflight) = (session.clone(), writer.clone(), inflight.clone());
-            let count = part.len();
-            pool.execute(move || {
-                let pieces: Vec<Bytes> = part.into_iter().flat_map(|r| session.handle(r)).collect();
-                writer.send(pieces);
-                inflight.release(count, bytes);
-            });
+            self.hand_off(rest.by_ref().take(per_part).collect());
         }
         let pieces: Vec<Bytes> = own.into_iter().flat_map(|r| session.handle(r)).collect();
         writer.send(pieces);
+    }
+
+    /// Runs `part` on the pool, within the connection's in-flight budget.
+    fn hand_off(&self, part: Vec<Request>) {
+        let limits = self.limits;
+        let bytes: u64 = part.iter().map(|r| cost(r, limits.max_payload)).sum();
+        self.inflight.acquire(part.len(), bytes, limits);
+        let (session, writer, inflight) =
+            (self.session.clone(), self.writer.clone(), self.inflight.clone());
+        let count = part.len();
+        self.pool.execute(move || {
+            let pieces: Vec<Bytes> = part.into_iter().flat_map(|r| session.handle(r)).collect();
+            writer.send(pieces);
+            inflight.release(count, bytes);
+        });
     }
 }
 

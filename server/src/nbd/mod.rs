@@ -1,6 +1,7 @@
 //! The NBD edge: accepts connections, bounds them, runs the handshake with a
 //! timeout, then hands the socket to the transmission driver.
 
+mod buffers;
 mod connection;
 mod handshake;
 mod iopool;
@@ -17,6 +18,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::config::Config;
 use crate::metrics::Metrics;
+use buffers::BufPool;
 use connection::Limits;
 use handshake::{Outcome, StoreCatalog, canonical_name};
 use iopool::IoPool;
@@ -32,6 +34,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 pub(crate) struct NbdService {
     store: store::Store,
     pool: Arc<IoPool>,
+    buffers: Arc<BufPool>,
     limits: Limits,
     handshake_timeout: Duration,
     connections: Arc<Semaphore>,
@@ -48,6 +51,7 @@ impl NbdService {
         Ok(Self {
             store,
             pool: Arc::new(IoPool::new(config.io_threads)?),
+            buffers: BufPool::new(),
             limits: Limits {
                 max_payload: config.max_payload,
                 max_inflight_bytes: config.max_inflight_bytes,
@@ -182,6 +186,7 @@ impl NbdService {
             self.limits.max_payload,
             self.shutting_down.clone(),
             metrics.clone(),
+            self.buffers.clone(),
         ));
         match self.transmission(stream, leftover, session, shutdown).await {
             Ok(()) => info!("disconnected"),

@@ -12,6 +12,7 @@ use proto::{
 };
 use store::{ErrorKind, Export, StoreError};
 
+use super::buffers::BufPool;
 use crate::metrics::{ExportMetrics, Op};
 
 /// The most block status extents one reply carries (the spec's bound is 2^20).
@@ -31,6 +32,8 @@ pub(crate) struct Session {
     /// Set once the server shuts down: new requests get ESHUTDOWN.
     pub(crate) shutting_down: Arc<AtomicBool>,
     pub(crate) metrics: ExportMetrics,
+    /// Reply buffers of large READs (`buffers.rs`).
+    pub(crate) buffers: Arc<BufPool>,
 }
 
 impl Session {
@@ -41,6 +44,7 @@ impl Session {
         max_payload: u32,
         shutting_down: Arc<AtomicBool>,
         metrics: ExportMetrics,
+        buffers: Arc<BufPool>,
     ) -> Self {
         let allocation_context = negotiated
             .meta_contexts
@@ -56,6 +60,7 @@ impl Session {
             max_payload,
             shutting_down,
             metrics,
+            buffers,
         }
     }
 
@@ -191,7 +196,7 @@ impl Session {
         // Holes are sent as OFFSET_HOLE chunks only when that saves bytes and
         // the client allows fragmentation.
         let sparse = self.structured && !flags.contains(CommandFlags::DF);
-        let pieces = match read_pieces(&self.export, offset, length, sparse) {
+        let pieces = match read_pieces(&self.export, &self.buffers, offset, length, sparse) {
             Ok(p) => p,
             Err(e) => {
                 return self.error_reply(cookie, offset, errno_for(cmd::READ, &e), &e.to_string());
@@ -341,6 +346,7 @@ enum Piece {
 
 fn read_pieces(
     export: &Export,
+    buffers: &Arc<BufPool>,
     offset: u64,
     length: u64,
     sparse: bool,
@@ -349,14 +355,15 @@ fn read_pieces(
         return Ok(Vec::new());
     }
     // invariant: lengths are bounded by max_payload before we get here.
-    let mut buf = BytesMut::zeroed(usize::try_from(length).unwrap_or(0));
+    // The store fills every byte of the buffer, so a recycled one is safe.
+    let mut buf = buffers.take(usize::try_from(length).unwrap_or(0));
     if !sparse {
-        export.read(offset, &mut buf)?;
+        export.read(offset, buf.as_mut())?;
         return Ok(vec![Piece::Data(offset, buf.freeze())]);
     }
     // One pass fills the buffer and says where the holes are; holes then go
     // out as OFFSET_HOLE chunks and the data as slices of the same buffer.
-    let extents = export.read_sparse(offset, &mut buf)?;
+    let extents = export.read_sparse(offset, buf.as_mut())?;
     let data = buf.freeze();
     if extents.len() == 1 && !extents[0].allocated && extents[0].zero {
         return Ok(vec![Piece::Hole(offset, length)]);
