@@ -10,14 +10,14 @@ use parking_lot::{Condvar, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::catalog::{Catalog, GcMark, NodeEntry, SnapEntry};
 use crate::commit::Committer;
-use crate::data::{DataFileFactory, DataFiles};
+use crate::data::{DataFileFactory, DataFiles, LANES};
 use crate::error::StoreError;
 use crate::keys::{
-    FREE, GC, HWM, NEXT_NODE, NODE, NodeId, OWNED, SNAP, decode_free_key, decode_node_key,
+    FREE, GC, HWM, LAYOUT, NEXT_NODE, NODE, NodeId, OWNED, SNAP, decode_free_key, decode_node_key,
     decode_pair_key, decode_u64,
 };
 use crate::lineage::LineageCache;
-use crate::meta::{MetaStore, SledMeta};
+use crate::meta::{KeyOp, MetaStore, SledMeta};
 use crate::node::NodeState;
 use crate::pending::{Allocator, Pending};
 use crate::record::{Life, NodeRec, SnapRec};
@@ -98,6 +98,25 @@ fn stripe_of(node: NodeId, group: u64) -> usize {
     usize::try_from(h >> 54).unwrap_or(0) % STRIPES
 }
 
+/// How many files each chunk class is striped over. A new store records
+/// `LANES` before anything else; a store without the key was made before
+/// striping and keeps its single lane.
+fn data_lanes(meta: &dyn MetaStore) -> Result<u64, StoreError> {
+    if let Some(v) = meta.get(LAYOUT)? {
+        let lanes = <[u8; 8]>::try_from(v.as_slice()).map(u64::from_be_bytes).unwrap_or(0);
+        if !(1..=1024).contains(&lanes) {
+            return Err(StoreError::corrupt(format!("data layout record ({} bytes)", v.len())));
+        }
+        return Ok(lanes);
+    }
+    if !meta.scan(&[], &[0xff], 1)?.is_empty() {
+        return Ok(1);
+    }
+    meta.apply(&[KeyOp::Put(LAYOUT.to_vec(), LANES.to_be_bytes().to_vec())])?;
+    meta.durable_flush()?;
+    Ok(LANES)
+}
+
 impl Engine {
     pub(crate) fn open(
         config: StoreConfig,
@@ -106,7 +125,7 @@ impl Engine {
         let io = |e| StoreError::io(format!("data directory {}", config.dir.display()), e);
         std::fs::create_dir_all(&config.dir).map_err(io)?;
         let meta = SledMeta::open(&config.dir.join("sled"), config.cache_capacity)?;
-        let data = DataFiles::new(config.dir.join("chunks"), factory);
+        let data = DataFiles::new(config.dir.join("chunks"), factory, data_lanes(&meta)?);
         let pending = Pending::new(config.map_cache_bytes / 4 * 3);
         let lineage = LineageCache::new(config.map_cache_bytes / 4);
         let engine = Engine {
@@ -247,5 +266,28 @@ impl Engine {
         let max = cat.nodes.keys().next_back().map_or(0, |k| k.0);
         cat.next_node = cat.next_node.max(max + 1);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_stores_are_striped_and_old_ones_keep_one_lane() {
+        let dir = tempfile::tempdir().unwrap();
+        let fresh = SledMeta::open(&dir.path().join("a"), 1 << 20).unwrap();
+        assert_eq!(data_lanes(&fresh).unwrap(), LANES);
+        // recorded: the same answer once the store has other keys
+        fresh.apply(&[KeyOp::Put(NEXT_NODE.to_vec(), 5u64.to_be_bytes().to_vec())]).unwrap();
+        assert_eq!(data_lanes(&fresh).unwrap(), LANES);
+
+        let old = SledMeta::open(&dir.path().join("b"), 1 << 20).unwrap();
+        old.apply(&[KeyOp::Put(NEXT_NODE.to_vec(), 5u64.to_be_bytes().to_vec())]).unwrap();
+        assert_eq!(data_lanes(&old).unwrap(), 1);
+        assert_eq!(old.get(LAYOUT).unwrap(), None);
+
+        old.apply(&[KeyOp::Put(LAYOUT.to_vec(), vec![1, 2, 3])]).unwrap();
+        assert!(data_lanes(&old).is_err());
     }
 }

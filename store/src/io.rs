@@ -79,8 +79,8 @@ fn us(n: u64) -> usize {
     usize::try_from(n).unwrap_or(usize::MAX)
 }
 
-/// Pieces that lie back to back both in the request and on disk
-/// (consecutive chunk ids of one segment), so one `read_at` serves them all.
+/// Pieces that lie back to back both in the request and in one data file,
+/// so one `read_at` serves them all.
 #[derive(Copy, Clone, Debug)]
 struct Run {
     first: ChunkId,
@@ -98,13 +98,12 @@ impl Run {
     }
 
     /// Adds `p` (in chunk `id`) if it continues the run on disk and in the request.
-    fn extend(&mut self, id: ChunkId, p: &Piece, cs: u64, class: u8) -> bool {
-        let to_chunk_end = self.off + self.len as u64 == (self.last.0 - self.first.0 + 1) * cs;
+    fn extend(&mut self, id: ChunkId, p: &Piece, cs: u64, class: u8, data: &DataFiles) -> bool {
+        let to_chunk_end = (self.off + self.len as u64).is_multiple_of(cs);
         if to_chunk_end
             && p.off == 0
-            && id.0 == self.last.0 + 1
             && p.at == self.at + self.len
-            && DataFiles::same_segment(class, self.first, id)
+            && data.next_on_disk(class, self.last) == Some(id)
         {
             self.last = id;
             self.len += us(p.len);
@@ -194,7 +193,9 @@ impl Engine {
                         false
                     }
                     Res::Chunk(id) => {
-                        if !run.as_mut().is_some_and(|run| run.extend(id, &p, cs, node.class))
+                        if !run
+                            .as_mut()
+                            .is_some_and(|run| run.extend(id, &p, cs, node.class, &self.data))
                             && let Some(done) = run.replace(Run::start(id, &p))
                         {
                             self.read_run(node.class, done, buf)?;

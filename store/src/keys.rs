@@ -12,6 +12,7 @@
 //! 'A' class_u8                       allocator high-water mark: u64 BE
 //! 'G' node_be8                       node waiting for GC: resume group u64 BE
 //! 'X' "next_node"                    next node id: u64 BE
+//! 'X' "layout"                       data-file lanes: u64 BE (absent: 1, stores made before striping)
 //! ```
 
 /// A block-map namespace (lineage); see ARCHITECTURE "Nouns".
@@ -30,6 +31,7 @@ pub(crate) const FREE: u8 = b'F';
 pub(crate) const HWM: u8 = b'A';
 pub(crate) const GC: u8 = b'G';
 pub(crate) const NEXT_NODE: &[u8] = b"Xnext_node";
+pub(crate) const LAYOUT: &[u8] = b"Xlayout";
 
 fn key<const N: usize>(prefix: u8, parts: &[u64]) -> [u8; N] {
     let mut k = [0u8; N];
