@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use crate::clock::{ClockShard, overhead, shard_of};
+use crate::clock::{ClockShard, Sharded, overhead};
 use crate::entry::GroupEntry;
 use crate::keys::NodeId;
 use crate::lineage::View;
@@ -52,45 +52,35 @@ fn cost(versions: &[(u64, GroupEntry)]) -> usize {
 
 /// The bounded cache of group version lists.
 pub(crate) struct MapCache {
-    shards: Box<[Mutex<ClockShard<Key, Cached>>]>,
-    /// Bytes per shard; 0 disables the cache.
-    shard_budget: usize,
+    shards: Sharded<Key, Cached>,
 }
 
 impl MapCache {
     pub(crate) fn new(budget: u64) -> MapCache {
-        let budget = usize::try_from(budget).unwrap_or(usize::MAX);
-        MapCache {
-            shards: (0..SHARDS).map(|_| Mutex::new(ClockShard::default())).collect(),
-            shard_budget: budget / SHARDS,
-        }
+        MapCache { shards: Sharded::new(budget, SHARDS) }
     }
 
     fn shard(&self, key: Key) -> &Mutex<ClockShard<Key, Cached>> {
-        &self.shards[shard_of(key.0.0, key.1, SHARDS)]
+        self.shards.shard(key.0.0, key.1)
     }
 
     /// The cached versions of a group, or the token to `fill` it with.
     pub(crate) fn get(&self, node: NodeId, group: u64) -> Result<Cached, u64> {
-        let key = (node, group);
-        let mut s = self.shard(key).lock();
-        match s.get(&key) {
-            Some(v) => Ok(v.clone()),
-            None => Err(s.seq),
-        }
+        self.shards.get(&(node, group), node.0, group)
     }
 
     /// Caches `versions` (computed after `get` returned `token`) unless the
     /// shard changed meanwhile.
     pub(crate) fn fill(&self, node: NodeId, group: u64, token: u64, versions: Versions) {
-        if self.shard_budget == 0 {
+        let budget = self.shards.shard_budget;
+        if budget == 0 {
             return;
         }
         let key = (node, group);
         let mut s = self.shard(key).lock();
         if s.seq == token && !s.contains(&key) {
             let bytes = cost(&versions);
-            s.put(key, Cached { versions, view: None }, bytes, false, self.shard_budget);
+            s.put(key, Cached { versions, view: None }, bytes, false, budget);
         }
     }
 
@@ -124,12 +114,12 @@ impl MapCache {
         new.extend_from_slice(&old[pos + usize::from(exists)..]);
         let new: Versions = new.into();
         let bytes = cost(&new);
-        s.put(key, Cached { versions: new, view }, bytes, referenced, self.shard_budget);
+        s.put(key, Cached { versions: new, view }, bytes, referenced, self.shards.shard_budget);
     }
 
     #[cfg(test)]
     pub(crate) fn bytes(&self) -> usize {
-        self.shards.iter().map(|s| s.lock().bytes()).sum()
+        self.shards.shards().map(|s| s.lock().bytes()).sum()
     }
 }
 

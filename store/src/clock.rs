@@ -5,6 +5,8 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 
+use parking_lot::Mutex;
+
 /// A multiply-xorshift hasher for keys made of a few `u64`s.
 #[derive(Default)]
 pub(crate) struct KeyHasher(u64);
@@ -27,7 +29,7 @@ impl Hasher for KeyHasher {
 }
 
 /// The shard a key of `(a, b)` falls in, out of `shards`.
-pub(crate) fn shard_of(a: u64, b: u64, shards: usize) -> usize {
+fn shard_of(a: u64, b: u64, shards: usize) -> usize {
     let h = (a.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ b).wrapping_mul(0xD6E8_FEB8_6659_FD93);
     // invariant: the shift leaves 32 bits, which fit every usize we build for
     usize::try_from(h >> 32).unwrap_or(0) % shards.max(1)
@@ -144,6 +146,42 @@ impl<K: Copy + Eq + Hash, V> ClockShard<K, V> {
         self.hand = 0;
         self.bytes = 0;
         self.seq += 1;
+    }
+}
+
+/// A cache of `SHARDS` CLOCK shards sharing one byte budget; the owner
+/// says which shard a key falls in (two `u64`s from the key).
+pub(crate) struct Sharded<K, V> {
+    shards: Box<[Mutex<ClockShard<K, V>>]>,
+    /// Bytes per shard; 0 disables the cache.
+    pub(crate) shard_budget: usize,
+}
+
+impl<K: Copy + Eq + Hash, V: Clone> Sharded<K, V> {
+    pub(crate) fn new(budget: u64, shards: usize) -> Self {
+        let budget = usize::try_from(budget).unwrap_or(usize::MAX);
+        Sharded {
+            shards: (0..shards).map(|_| Mutex::new(ClockShard::default())).collect(),
+            shard_budget: budget / shards.max(1),
+        }
+    }
+
+    /// The shard of a key hashed to `(a, b)`.
+    pub(crate) fn shard(&self, a: u64, b: u64) -> &Mutex<ClockShard<K, V>> {
+        &self.shards[shard_of(a, b, self.shards.len())]
+    }
+
+    /// The cached value (marked as used), or the token a fill must present.
+    pub(crate) fn get(&self, key: &K, a: u64, b: u64) -> Result<V, u64> {
+        let mut s = self.shard(a, b).lock();
+        match s.get(key) {
+            Some(v) => Ok(v.clone()),
+            None => Err(s.seq),
+        }
+    }
+
+    pub(crate) fn shards(&self) -> impl Iterator<Item = &Mutex<ClockShard<K, V>>> {
+        self.shards.iter()
     }
 }
 

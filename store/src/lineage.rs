@@ -16,9 +16,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use parking_lot::Mutex;
-
-use crate::clock::{ClockShard, overhead, shard_of};
+use crate::clock::{Sharded, overhead};
 use crate::engine::Engine;
 use crate::entry::SLOTS;
 use crate::error::StoreError;
@@ -34,8 +32,7 @@ const SHARDS: usize = 64;
 
 /// Bounded cache of frozen views, keyed by (node, group, epoch).
 pub(crate) struct LineageCache {
-    shards: Box<[Mutex<ClockShard<Key, View>>]>,
-    shard_budget: usize,
+    shards: Sharded<Key, View>,
     /// Bumped by `clear`: views kept elsewhere (the map cache) carry the
     /// generation they were computed in and are void once it moved.
     generation: AtomicU64,
@@ -45,36 +42,31 @@ fn cost() -> usize {
     overhead::<Key, View>() + 16 + size_of::<[Res; SLOTS]>()
 }
 
+/// The two words a key is sharded by.
+fn hash_words(key: Key) -> (u64, u64) {
+    (key.0.0 ^ key.2.rotate_left(32), key.1)
+}
+
 impl LineageCache {
     pub(crate) fn new(budget: u64) -> LineageCache {
-        let budget = usize::try_from(budget).unwrap_or(usize::MAX);
-        LineageCache {
-            shards: (0..SHARDS).map(|_| Mutex::new(ClockShard::default())).collect(),
-            shard_budget: budget / SHARDS,
-            generation: AtomicU64::new(0),
-        }
-    }
-
-    fn shard(&self, key: Key) -> &Mutex<ClockShard<Key, View>> {
-        &self.shards[shard_of(key.0.0 ^ key.2.rotate_left(32), key.1, SHARDS)]
+        LineageCache { shards: Sharded::new(budget, SHARDS), generation: AtomicU64::new(0) }
     }
 
     /// The cached view, or the token to `fill` it with.
     fn get(&self, key: Key) -> Result<View, u64> {
-        let mut s = self.shard(key).lock();
-        match s.get(&key) {
-            Some(v) => Ok(v.clone()),
-            None => Err(s.seq),
-        }
+        let (a, b) = hash_words(key);
+        self.shards.get(&key, a, b)
     }
 
     fn fill(&self, key: Key, token: u64, view: View) {
-        if self.shard_budget == 0 {
+        let budget = self.shards.shard_budget;
+        if budget == 0 {
             return;
         }
-        let mut s = self.shard(key).lock();
+        let (a, b) = hash_words(key);
+        let mut s = self.shards.shard(a, b).lock();
         if s.seq == token {
-            s.put(key, view, cost(), false, self.shard_budget);
+            s.put(key, view, cost(), false, budget);
         }
     }
 
@@ -87,14 +79,14 @@ impl LineageCache {
     /// Forgets every view (a catalog operation rewrote history).
     pub(crate) fn clear(&self) {
         self.generation.fetch_add(1, Ordering::AcqRel);
-        for s in self.shards.iter() {
+        for s in self.shards.shards() {
             s.lock().clear();
         }
     }
 
     #[cfg(test)]
     pub(crate) fn len_bytes(&self) -> usize {
-        self.shards.iter().map(|s| s.lock().bytes()).sum()
+        self.shards.shards().map(|s| s.lock().bytes()).sum()
     }
 }
 
