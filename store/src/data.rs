@@ -256,8 +256,16 @@ impl DataFiles {
             None => Ok(()),
             Some((first, [])) => sync(first),
             Some((first, rest)) => std::thread::scope(|scope| {
-                let others: Vec<_> = rest.iter().map(|s| scope.spawn(move || sync(s))).collect();
-                let mut result = sync(first);
+                // a file whose thread cannot be made is synced here, in turn
+                let mut result = Ok(());
+                let mut others = Vec::new();
+                for s in rest {
+                    match std::thread::Builder::new().spawn_scoped(scope, move || sync(s)) {
+                        Ok(h) => others.push(h),
+                        Err(_) => result = result.and(sync(s)),
+                    }
+                }
+                result = result.and(sync(first));
                 for h in others {
                     let r =
                         h.join().unwrap_or_else(|_| Err(io::Error::other("sync thread panicked")));
