@@ -3,8 +3,9 @@
 //! hot), so the time is the map lookup plus a 4 KiB pread.
 //! `cargo bench -p clonebd-benches --bench blockmap`
 
+mod common;
+
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use store::{DEFAULT_CHUNK_SIZE, Store, StoreConfig};
 
 const VOLUME: u64 = 64 << 20;
 const BLOCK: usize = 4096;
@@ -22,18 +23,7 @@ impl Rng {
 }
 
 fn bench_blockmap(c: &mut Criterion) {
-    let tmp = tempfile::Builder::new()
-        .prefix("clonebd-bench-blockmap")
-        .tempdir_in("/var/tmp")
-        .expect("temp dir in /var/tmp");
-    let store = Store::open(StoreConfig::new(tmp.path())).expect("open store");
-    store.create_volume("v", VOLUME, DEFAULT_CHUNK_SIZE).expect("create").expect("refused");
-    let export = store.open_export("v").expect("export v");
-    let fill = vec![0x5au8; 1 << 20];
-    for off in (0..VOLUME).step_by(fill.len()) {
-        export.write(off, &fill).expect("fill");
-    }
-    export.commit().expect("commit");
+    let (_tmp, store, export) = common::filled_volume("clonebd-bench-blockmap", VOLUME);
 
     let blocks = VOLUME / BLOCK as u64;
     let mut rng = Rng(0x1234_5678_9abc_def1);

@@ -7,25 +7,16 @@
 
 use std::time::{Duration, Instant};
 
+mod common;
+
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use store::{DEFAULT_CHUNK_SIZE, SnapshotKind, Store, StoreConfig};
+use store::{DEFAULT_CHUNK_SIZE, SnapshotKind};
 
 const VOLUME: u64 = 256 << 20;
 const BLOCK: usize = 4096;
 
 fn bench_copyup(c: &mut Criterion) {
-    let tmp = tempfile::Builder::new()
-        .prefix("clonebd-bench-copyup")
-        .tempdir_in("/var/tmp")
-        .expect("temp dir in /var/tmp");
-    let store = Store::open(StoreConfig::new(tmp.path())).expect("open store");
-    store.create_volume("v", VOLUME, DEFAULT_CHUNK_SIZE).expect("create").expect("refused");
-    let export = store.open_export("v").expect("export v");
-    let fill = vec![0x5au8; 1 << 20];
-    for off in (0..VOLUME).step_by(fill.len()) {
-        export.write(off, &fill).expect("fill");
-    }
-    export.commit().expect("commit");
+    let (_tmp, store, export) = common::filled_volume("clonebd-bench-copyup", VOLUME);
 
     let chunk = u64::from(DEFAULT_CHUNK_SIZE);
     let chunks = VOLUME / chunk;
