@@ -25,6 +25,8 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# shellcheck source=lib.sh
+. "$root/benches/scripts/lib.sh"
 SIZE=${SIZE:-2G}
 DURATION=${DURATION:-30}
 CLONES=${CLONES:-20}
@@ -102,21 +104,12 @@ trap 'exit 143' TERM
 
 # --- server (as in target.sh: ephemeral ports, ready line, admin token)
 mkdir -p "$work/data" "$work/out"
-setsid "$CLONEBD_SERVER" --data "$work/data" --listen 127.0.0.1:0 --admin 127.0.0.1:0 --no-schedule \
-	>"$work/server.out" 2>"$work/server.err" &
-server_pid=$!
-for _ in $(seq 1 600); do
-	grep -q '^clonebd-server ready:' "$work/server.out" 2>/dev/null && break
-	kill -0 "$server_pid" 2>/dev/null || die "clonebd-server exited before it was ready"
-	sleep 0.1
-done
-ready=$(grep '^clonebd-server ready:' "$work/server.out") || die "clonebd-server not ready after 60 s"
+start_clonebd_server "$work/data" "$work/server.out" "$work/server.err"
+server_pid=$SERVER_PID
+ready=$CLONEBD_READY
 # VmHWM below is read from this PID: it must be the server itself
 [[ $(<"/proc/$server_pid/comm") == clonebd-server ]] || die "PID $server_pid is not clonebd-server"
-nbd=$(sed -n 's/.* nbd=\([^ ]*\).*/\1/p' <<<"$ready")
-CLONEBD_ADMIN=http://$(sed -n 's/.* admin=\([^ ]*\).*/\1/p' <<<"$ready")
-CLONEBD_TOKEN=$(<"$work/data/admin.token")
-export CLONEBD_ADMIN CLONEBD_TOKEN
+nbd=$CLONEBD_NBD
 cbd() { "$CLONEBD_CLI" "$@" >/dev/null; }
 hwm_kib() { sed -n 's/^VmHWM:[[:space:]]*\([0-9]*\) kB/\1/p' "/proc/$server_pid/status"; }
 rss_kib() { sed -n 's/^VmRSS:[[:space:]]*\([0-9]*\) kB/\1/p' "/proc/$server_pid/status"; }

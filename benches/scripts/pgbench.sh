@@ -33,6 +33,8 @@ set -euo pipefail
 export PATH=/usr/sbin:/sbin:$PATH
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# shellcheck source=lib.sh
+. "$root/benches/scripts/lib.sh"
 SCALE=${SCALE:-20}
 SECONDS_RUN=${SECONDS_RUN:-30}
 CLIENTS=${CLIENTS:-4}
@@ -175,20 +177,7 @@ free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1
 
 # --- NBD servers
 start_clonebd() {
-	setsid "$CLONEBD_SERVER" --data "$work/clonebd-data" --listen 127.0.0.1:0 --admin 127.0.0.1:0 --no-schedule \
-		>"$LOGS/clonebd.out" 2>"$LOGS/clonebd.err" &
-	SERVER_PID=$!
-	local i ready
-	for ((i = 0; i < 600; i++)); do
-		grep -q '^clonebd-server ready:' "$LOGS/clonebd.out" 2>/dev/null && break
-		pid_alive "$SERVER_PID" || die "clonebd-server exited before it was ready"
-		sleep 0.1
-	done
-	ready=$(grep '^clonebd-server ready:' "$LOGS/clonebd.out") || die "clonebd-server not ready"
-	CLONEBD_NBD=$(sed -n 's/.* nbd=\([^ ]*\).*/\1/p' <<<"$ready")
-	CLONEBD_ADMIN=http://$(sed -n 's/.* admin=\([^ ]*\).*/\1/p' <<<"$ready")
-	CLONEBD_TOKEN=$(<"$work/clonebd-data/admin.token")
-	export CLONEBD_ADMIN CLONEBD_TOKEN
+	start_clonebd_server "$work/clonebd-data" "$LOGS/clonebd.out" "$LOGS/clonebd.err"
 }
 cbd() { timeout 300 "$CLONEBD_CLI" "$@" >/dev/null; }
 
