@@ -15,6 +15,7 @@
 
 pub mod admin;
 mod config;
+mod error_chain;
 pub mod metrics;
 mod nbd;
 pub mod schedule;

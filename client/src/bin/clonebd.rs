@@ -472,13 +472,14 @@ fn diff_text(diff: &DiffDto) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use clap::CommandFactory;
     use clonebd_client::admin::RangeDto;
 
     use super::*;
 
-    fn parse(args: &[&str]) -> Cli {
+    /// Parses `clonebd ARGS`, failing the test with clap's message.
+    pub(crate) fn parse(args: &[&str]) -> Cli {
         let argv = std::iter::once("clonebd").chain(args.iter().copied());
         Cli::try_parse_from(argv).unwrap_or_else(|e| panic!("{args:?}: {e}"))
     }

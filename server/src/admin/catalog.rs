@@ -12,6 +12,7 @@ use super::error::ApiError;
 use super::types::{
     DiffDto, ExportDto, GcDto, PromoteDto, RangeDto, SnapshotDto, SnapshotKindDto, VolumeDto,
 };
+use crate::error_chain::error_chain;
 
 /// The store as the admin API sees it. Every method blocks: call it from
 /// `spawn_blocking`, never on a runtime worker.
@@ -210,13 +211,7 @@ pub(crate) fn refusal_error(refusal: &Refusal) -> ApiError {
 /// A store failure is a server fault: the whole chain goes to the log, the
 /// client gets the top line.
 fn store_error(err: &StoreError) -> ApiError {
-    let mut chain = err.to_string();
-    let mut source = std::error::Error::source(err);
-    while let Some(cause) = source {
-        chain.push_str(": ");
-        chain.push_str(&cause.to_string());
-        source = cause.source();
-    }
+    let chain = error_chain(err);
     tracing::error!(error = %chain, "admin request failed in the store");
     ApiError::internal(err.to_string())
 }

@@ -12,6 +12,7 @@ use super::error::ApiError;
 use super::types::{
     PolicyDto, ScheduleDto, SetScheduleRequest, TickDto, TickFailureDto, VolumeTickDto,
 };
+use crate::error_chain::error_chain;
 use crate::schedule::{PolicyPatch, ScheduleError, Scheduler, TickReport, VolumeSchedule};
 
 /// The scheduler as the admin API sees it.
@@ -74,13 +75,7 @@ pub(crate) fn schedule_error(err: &ScheduleError) -> ApiError {
         ScheduleError::Policy { source, .. } => ApiError::bad_request(format!("{err}: {source}")),
         // Writing schedules.json failed: a server fault, details in the log.
         _ => {
-            let mut chain = err.to_string();
-            let mut source = std::error::Error::source(err);
-            while let Some(cause) = source {
-                chain.push_str(": ");
-                chain.push_str(&cause.to_string());
-                source = cause.source();
-            }
+            let chain = error_chain(err);
             tracing::error!(error = %chain, "schedule change failed");
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, chain)
         }

@@ -12,6 +12,7 @@ use tracing::{error, info, warn};
 use super::config::{PolicyError, PolicyPatch, PolicySource, ScheduleConfig, validate_policy};
 use super::policy::{RetentionPolicy, SnapshotFacts, decide, next_tick, parse_slot_name};
 use super::saved::{SavedError, SavedPolicies};
+use crate::error_chain::error_chain;
 use crate::metrics::ScheduleMetrics;
 
 /// What the scheduler needs of the store; `store::Store` is the real one,
@@ -327,17 +328,6 @@ pub(crate) fn facts(snaps: &[SnapshotInfo]) -> Vec<SnapshotFacts> {
             }
         })
         .collect()
-}
-
-fn error_chain(err: &StoreError) -> String {
-    let mut chain = err.to_string();
-    let mut source = std::error::Error::source(err);
-    while let Some(cause) = source {
-        chain.push_str(": ");
-        chain.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    chain
 }
 
 #[cfg(test)]

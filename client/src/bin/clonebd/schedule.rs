@@ -130,12 +130,8 @@ mod tests {
     use clap::Parser;
 
     use super::*;
+    use crate::tests::parse;
     use crate::{Cli, Command};
-
-    fn parse(args: &[&str]) -> Cli {
-        let argv = std::iter::once("clonebd").chain(args.iter().copied());
-        Cli::try_parse_from(argv).unwrap_or_else(|e| panic!("{args:?}: {e}"))
-    }
 
     #[test]
     fn schedule_commands_parse() {

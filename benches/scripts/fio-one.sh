@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Quick A/B runs: the fio workloads of ../shared/bench/peers.sh, with the same
+# options, against ONE freshly started clonebd-server (no peers), for
+# comparing two builds (run them alternately) or profiling one (PERF=1).
+#
+#   benches/scripts/fio-one.sh seqread randwrite-qd32        # live volume
+#   MODE=clone benches/scripts/fio-one.sh clone-firstwrite   # clone of a snapshot
+#   PERF=1 benches/scripts/fio-one.sh seqread                # perf record -g of the server
+#
+# Workloads: seqread seqwrite randread-qd1 randread-qd32 randwrite-qd1
+#   randwrite-qd32 mc4-randread mc4-randwrite clone-firstwrite, and
+#   flush32 (4 KiB random writes, QD8, a FLUSH after every 32 writes).
+# Environment: SIZE=2G RUNTIME=5 BASE=FILE (prefill image; default: SIZE of
+#   /dev/urandom made once in WORKDIR) MODE=live|clone PERF=0|1
+#   CLONEBD_SERVER CLONEBD_CLI (default: cargo build --release here)
+# Prints one line per workload: IOPS, MB/s, p50/p99 completion latency in µs.
+# perf data goes to WORKDIR/WORKLOAD.perf (WORKDIR kept when PERF=1).
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# shellcheck source=lib.sh
+. "$root/benches/scripts/lib.sh"
+SIZE=${SIZE:-2G}
+RUNTIME=${RUNTIME:-5}
+MODE=${MODE:-live}
+PERF=${PERF:-0}
+die() {
+	echo "fio-one.sh: $*" >&2
+	exit 1
+}
+(($#)) || die "usage: fio-one.sh WORKLOAD..."
+if [[ -z ${CLONEBD_SERVER:-} || -z ${CLONEBD_CLI:-} ]]; then
+	cargo build --release -p clonebd-server -p clonebd-client --manifest-path "$root/Cargo.toml" >&2
+	CLONEBD_SERVER=$root/target/release/clonebd-server CLONEBD_CLI=$root/target/release/clonebd
+fi
+export CLONEBD_SERVER
+work=$(mktemp -d "${TMPDIR:-/var/tmp}/clonebd-fio-one.XXXXXX")
+SERVER_PID=""
+cleanup() {
+	[[ -n $SERVER_PID ]] && kill "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null
+	if [[ $PERF == 1 ]]; then echo "kept $work" >&2; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+
+start_clonebd_server "$work/data" "$work/server.out" "$work/server.err"
+bytes=$(numfmt --from=iec "$SIZE")
+base=${BASE:-$work/base.raw}
+[[ -f $base ]] || head -c "$bytes" /dev/urandom >"$base"
+cli() { "$CLONEBD_CLI" "$@" >/dev/null; }
+if [[ $MODE == clone ]]; then
+	cli volume create base --size "$SIZE"
+	nbdcopy --flush "$base" "nbd://$CLONEBD_NBD/base"
+	cli snapshot create base --name golden
+	cli clone create base@golden vol
+else
+	cli volume create vol --size "$SIZE"
+	nbdcopy --flush "$base" "nbd://$CLONEBD_NBD/vol"
+fi
+
+for w in "$@"; do
+	timing=(--time_based --runtime="$RUNTIME" --ramp_time=1)
+	case $w in
+	seqread) a="--rw=read --bs=1M --iodepth=8" ;;
+	seqwrite) a="--rw=write --bs=1M --iodepth=8" ;;
+	randread-qd1) a="--rw=randread --bs=4k --iodepth=1" ;;
+	randread-qd32) a="--rw=randread --bs=4k --iodepth=32" ;;
+	randwrite-qd1) a="--rw=randwrite --bs=4k --iodepth=1" ;;
+	randwrite-qd32) a="--rw=randwrite --bs=4k --iodepth=32" ;;
+	mc4-randread) a="--rw=randread --bs=4k --iodepth=8 --numjobs=4" ;;
+	mc4-randwrite) a="--rw=randwrite --bs=4k --iodepth=8 --numjobs=4" ;;
+	flush32) a="--rw=randwrite --bs=4k --iodepth=8 --fsync=32" ;;
+	clone-firstwrite)
+		a="--rw=write:60k --bs=4k --iodepth=1 --number_ios=$((bytes / 65536))"
+		timing=(--runtime="$RUNTIME")
+		;;
+	*) die "unknown workload $w" ;;
+	esac
+	perf_pid=""
+	if [[ $PERF == 1 ]]; then
+		perf record -e cpu-clock -g -p "$SERVER_PID" -o "$work/$w.perf" -- sleep "$RUNTIME" >/dev/null 2>&1 &
+		perf_pid=$!
+	fi
+	# shellcheck disable=SC2086
+	fio --name="$w" --ioengine=nbd --uri="nbd://$CLONEBD_NBD/vol" "${timing[@]}" --norandommap \
+		--lat_percentiles=1 --group_reporting --output-format=json $a >"$work/$w.json" 2>"$work/$w.err" ||
+		die "fio $w failed: $(tail -n 3 "$work/$w.err")"
+	[[ -z $perf_pid ]] || wait "$perf_pid"
+	python3 - "$w" "$work/$w.json" <<'PY'
+import json, sys
+text = open(sys.argv[2]).read()
+job = json.loads(text[text.index('{'):])["jobs"][0]
+for k in ("read", "write"):
+    x = job[k]
+    if x["io_bytes"]:
+        p = x["clat_ns"]["percentile"]
+        print(f'{sys.argv[1]:16} {k:5} {x["iops"]:10.0f} IOPS {x["bw_bytes"] / 1e6:8.0f} MB/s'
+              f'  p50 {p["50.000000"] / 1000:8.1f} us  p99 {p["99.000000"] / 1000:8.1f} us')
+PY
+done
