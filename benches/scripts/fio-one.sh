@@ -8,12 +8,14 @@
 #   PERF=1 benches/scripts/fio-one.sh seqread                # perf record -g of the server
 #
 # Workloads: seqread seqwrite randread-qd1 randread-qd32 randwrite-qd1
-#   randwrite-qd32 mc4-randread mc4-randwrite clone-firstwrite, and
+#   randwrite-qd32 mc4-randread mc4-randwrite mc4-seqread clone-firstwrite, and
 #   flush32 (4 KiB random writes, QD8, a FLUSH after every 32 writes).
 # Environment: SIZE=2G RUNTIME=5 BASE=FILE (prefill image; default: SIZE of
 #   /dev/urandom made once in WORKDIR) MODE=live|clone PERF=0|1
 #   CLONEBD_SERVER CLONEBD_CLI (default: cargo build --release here)
-# Prints one line per workload: IOPS, MB/s, p50/p99 completion latency in µs.
+# Prints one line per workload: IOPS, MB/s, p50/p99 completion latency in µs,
+# and the CPUs fio and the server kept busy (1.00 = one core; over fio's
+# elapsed time, ramp included).
 # perf data goes to WORKDIR/WORKLOAD.perf (WORKDIR kept when PERF=1).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -56,6 +58,9 @@ else
 	nbdcopy --flush "$base" "nbd://$CLONEBD_NBD/vol"
 fi
 
+# utime + stime of the server, in clock ticks
+server_cpu_ticks() { awk '{print $14 + $15}' "/proc/$SERVER_PID/stat"; }
+
 for w in "$@"; do
 	timing=(--time_based --runtime="$RUNTIME" --ramp_time=1)
 	case $w in
@@ -67,6 +72,7 @@ for w in "$@"; do
 	randwrite-qd32) a="--rw=randwrite --bs=4k --iodepth=32" ;;
 	mc4-randread) a="--rw=randread --bs=4k --iodepth=8 --numjobs=4" ;;
 	mc4-randwrite) a="--rw=randwrite --bs=4k --iodepth=8 --numjobs=4" ;;
+	mc4-seqread) a="--rw=read --bs=1M --iodepth=8 --numjobs=4 --offset_increment=$((bytes / 4))" ;;
 	flush32) a="--rw=randwrite --bs=4k --iodepth=8 --fsync=32" ;;
 	clone-firstwrite)
 		a="--rw=write:60k --bs=4k --iodepth=1 --number_ios=$((bytes / 65536))"
@@ -79,20 +85,26 @@ for w in "$@"; do
 		perf record -e cpu-clock -g -p "$SERVER_PID" -o "$work/$w.perf" -- sleep "$RUNTIME" >/dev/null 2>&1 &
 		perf_pid=$!
 	fi
+	cpu0=$(server_cpu_ticks)
 	# shellcheck disable=SC2086
 	fio --name="$w" --ioengine=nbd --uri="nbd://$CLONEBD_NBD/vol" "${timing[@]}" --norandommap \
 		--lat_percentiles=1 --group_reporting --output-format=json $a >"$work/$w.json" 2>"$work/$w.err" ||
 		die "fio $w failed: $(tail -n 3 "$work/$w.err")"
 	[[ -z $perf_pid ]] || wait "$perf_pid"
-	python3 - "$w" "$work/$w.json" <<'PY'
+	cpu1=$(server_cpu_ticks)
+	python3 - "$w" "$work/$w.json" "$((cpu1 - cpu0))" "$(getconf CLK_TCK)" <<'PY'
 import json, sys
 text = open(sys.argv[2]).read()
 job = json.loads(text[text.index('{'):])["jobs"][0]
+# fio's own CPU and the server's, in CPUs busy over the run (1.0 = one core)
+secs = job["elapsed"] or 1
+server = int(sys.argv[3]) / int(sys.argv[4]) / secs
 for k in ("read", "write"):
     x = job[k]
     if x["io_bytes"]:
         p = x["clat_ns"]["percentile"]
         print(f'{sys.argv[1]:16} {k:5} {x["iops"]:10.0f} IOPS {x["bw_bytes"] / 1e6:8.0f} MB/s'
-              f'  p50 {p["50.000000"] / 1000:8.1f} us  p99 {p["99.000000"] / 1000:8.1f} us')
+              f'  p50 {p["50.000000"] / 1000:8.1f} us  p99 {p["99.000000"] / 1000:8.1f} us'
+              f'  cpu fio {(job["usr_cpu"] + job["sys_cpu"]) / 100:4.2f} server {server:4.2f}')
 PY
 done
