@@ -131,7 +131,7 @@ mod tests {
 
     fn entry(id: u64) -> GroupEntry {
         let mut e = GroupEntry::default();
-        e.set(0, EntrySlot::Chunk { id: ChunkId(id), owned: true });
+        e.set(0, EntrySlot::Chunk { id: ChunkId(id), owned: true, mask: crate::entry::FULL });
         e
     }
 

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 
 use crate::engine::Engine;
-use crate::entry::{GROUP_SLOTS, SLOTS, Slot};
+use crate::entry::{FULL, GROUP_SLOTS, SLOTS, Slot};
 use crate::error::{Refusal, StoreError};
 use crate::info::{ByteRange, VolumeInfo};
 use crate::io::base;
@@ -47,12 +47,33 @@ impl Engine {
             let mut used = Vec::new();
             for i in 0..SLOTS {
                 let own = r.own().map_or(Slot::Absent, |(_, e)| e.slot(i));
-                let (Slot::Absent, Res::Chunk(src)) = (own, r.slots[i]) else { continue };
+                match (own, r.slots[i]) {
+                    // read through to the parent: copied whole
+                    (Slot::Absent, Res::Chunk(_)) => {}
+                    // a partial chunk of the head's own: completed in place
+                    (Slot::Chunk { id, owned: true, .. }, res @ Res::Partial { .. })
+                        if r.own().is_some_and(|(b, _)| b == head) =>
+                    {
+                        let done =
+                            self.complete_chunk(state.class, state.chunk_size, id, res, &mut buf);
+                        if let Err(e) = done {
+                            used.iter().for_each(|a| self.alloc.unuse(*a, &self.pending));
+                            return Err(e);
+                        }
+                        entry
+                            .get_or_insert_with(|| base(&r, head))
+                            .set(i, Slot::Chunk { id, owned: true, mask: FULL });
+                        continue;
+                    }
+                    // a partial chunk of an older entry: copied whole
+                    (_, Res::Partial { .. }) => {}
+                    _ => continue,
+                }
                 let a = self.alloc.alloc(state.class);
                 self.write_stats.chunks_allocated.fetch_add(1, Ordering::Relaxed);
+                buf.resize(usize::try_from(cs).unwrap_or(0), 0);
                 let copied = self
-                    .data
-                    .read(state.class, src, 0, &mut buf)
+                    .read_slot(state.class, state.chunk_size, r.slots[i], 0, &mut buf)
                     .and_then(|()| self.data.write(state.class, a.id, 0, &buf));
                 used.push(a);
                 if let Err(e) = copied {
@@ -61,7 +82,7 @@ impl Engine {
                 }
                 entry
                     .get_or_insert_with(|| base(&r, head))
-                    .set(i, Slot::Chunk { id: a.id, owned: true });
+                    .set(i, Slot::Chunk { id: a.id, owned: true, mask: FULL });
             }
             if let Some(e) = entry {
                 let delta = OwnedDelta {

@@ -139,7 +139,7 @@ impl Engine {
         let mut deltas: BTreeMap<u64, i64> = BTreeMap::new();
         for slot in 0..SLOTS {
             for (i, (birth, e)) in versions.iter().enumerate() {
-                let Slot::Chunk { id, owned: true } = e.slot(slot) else { continue };
+                let Slot::Chunk { id, owned: true, .. } = e.slot(slot) else { continue };
                 if visible[i] {
                     continue;
                 }
@@ -147,9 +147,12 @@ impl Engine {
                 let mut heir = None;
                 for (j, (_, later)) in versions.iter().enumerate().skip(i + 1) {
                     match later.slot(slot) {
-                        Slot::Chunk { id: same, .. } if same == id => {
+                        // a partial chunk's heir keeps its mask (the same
+                        // id is the same chunk: masks change only in place,
+                        // in the owning head entry)
+                        Slot::Chunk { id: same, mask, .. } if same == id => {
                             if visible[j] {
-                                heir = Some(j);
+                                heir = Some((j, mask));
                                 break;
                             }
                         }
@@ -158,8 +161,8 @@ impl Engine {
                 }
                 *deltas.entry(*birth).or_default() -= 1;
                 match heir {
-                    Some(j) => {
-                        new[j].set(slot, Slot::Chunk { id, owned: true });
+                    Some((j, mask)) => {
+                        new[j].set(slot, Slot::Chunk { id, owned: true, mask });
                         changed[j] = true;
                         *deltas.entry(versions[j].0).or_default() += 1;
                     }

@@ -7,11 +7,11 @@ use std::sync::atomic::Ordering;
 
 use crate::data::DataFiles;
 use crate::engine::Engine;
-use crate::entry::{GROUP_SLOTS, GroupEntry, SLOTS, Slot};
+use crate::entry::{FULL, GROUP_SLOTS, GroupEntry, SLOTS, Slot, sub_blocks, touched};
 use crate::error::StoreError;
 use crate::export::Extent;
 use crate::keys::ChunkId;
-use crate::node::{HEAD, NodeState, Res, Resolved};
+use crate::node::{Base, HEAD, NodeState, Res, Resolved};
 use crate::pending::{OwnedDelta, PENDING_HARD_LIMIT, PENDING_SOFT_LIMIT};
 
 /// One piece of a request inside one chunk.
@@ -157,11 +157,12 @@ pub(crate) fn base(r: &Resolved, head: u64) -> GroupEntry {
     }
 }
 
-/// The head's own chunk in `slot` if the head may write it in place.
-fn private_chunk(r: &Resolved, head: u64, slot: usize) -> Option<ChunkId> {
+/// The head's own chunk in `slot`, with its sub-block mask, if the head
+/// may write it in place.
+fn private_chunk(r: &Resolved, head: u64, slot: usize) -> Option<(ChunkId, u32)> {
     match r.own() {
         Some((b, e)) if b == head => match e.slot(slot) {
-            Slot::Chunk { id, owned: true } => Some(id),
+            Slot::Chunk { id, owned: true, mask } => Some((id, mask)),
             _ => None,
         },
         _ => None,
@@ -202,6 +203,14 @@ impl Engine {
                         }
                         true
                     }
+                    res @ Res::Partial { .. } => {
+                        if let Some(done) = run.take() {
+                            self.read_run(node.class, done, buf)?;
+                        }
+                        let out = &mut buf[p.at..p.at + us(p.len)];
+                        self.read_slot(node.class, node.chunk_size, res, p.off, out)?;
+                        true
+                    }
                 };
                 if let Some(out) = extents.as_deref_mut() {
                     push_extent(out, p.len, allocated);
@@ -216,6 +225,79 @@ impl Engine {
 
     fn read_run(&self, class: u8, run: Run, buf: &mut [u8]) -> Result<(), StoreError> {
         self.data.read(class, run.first, run.off, &mut buf[run.at..run.at + run.len])
+    }
+
+    /// Fills `out` with what a slot resolved to `res` holds from `off`
+    /// inside its chunk: a partial chunk's sub-blocks from it, the others
+    /// from below, each run of one source with one read.
+    pub(crate) fn read_slot(
+        &self,
+        class: u8,
+        chunk_size: u32,
+        res: Res,
+        off: u64,
+        out: &mut [u8],
+    ) -> Result<(), StoreError> {
+        let (id, mask, below) = match res {
+            Res::Zero => {
+                out.fill(0);
+                return Ok(());
+            }
+            Res::Chunk(id) => return self.data.read(class, id, off, out),
+            Res::Partial { id, mask, below } => (id, mask, below),
+        };
+        let (sub, _) = sub_blocks(chunk_size);
+        let held = |pos: u64| mask & (1 << (pos / sub)) != 0;
+        let end = off + out.len() as u64;
+        let mut pos = off;
+        while pos < end {
+            let own = held(pos);
+            let mut stop = ((pos / sub + 1) * sub).min(end);
+            while stop < end && held(stop) == own {
+                stop = ((stop / sub + 1) * sub).min(end);
+            }
+            let piece = &mut out[us(pos - off)..us(stop - off)];
+            match (own, below) {
+                (true, _) => self.data.read(class, id, pos, piece)?,
+                (false, Base::Chunk(b)) => self.data.read(class, b, pos, piece)?,
+                (false, Base::Zero) => piece.fill(0),
+            }
+            pos = stop;
+        }
+        Ok(())
+    }
+
+    /// Writes into partial chunk `id` the sub-blocks it does not hold, from
+    /// what the slot reads there (`res`): the chunk is then whole.
+    pub(crate) fn complete_chunk(
+        &self,
+        class: u8,
+        chunk_size: u32,
+        id: ChunkId,
+        res: Res,
+        scratch: &mut Vec<u8>,
+    ) -> Result<(), StoreError> {
+        let Res::Partial { mask, below, .. } = res else { return Ok(()) };
+        let (sub, count) = sub_blocks(chunk_size);
+        let mut b = 0;
+        while b < count {
+            if mask & (1 << b) != 0 {
+                b += 1;
+                continue;
+            }
+            let first = b;
+            while b < count && mask & (1 << b) == 0 {
+                b += 1;
+            }
+            let (lo, hi) = (u64::from(first) * sub, u64::from(b) * sub);
+            scratch.resize(us(hi - lo), 0);
+            match below {
+                Base::Chunk(from) => self.data.read(class, from, lo, scratch)?,
+                Base::Zero => scratch.fill(0),
+            }
+            self.data.write(class, id, lo, scratch)?;
+        }
+        Ok(())
     }
 
     pub(crate) fn write_node(
@@ -249,37 +331,65 @@ impl Engine {
         let mut scratch = Vec::new();
         let written = (|| -> Result<(), StoreError> {
             for p in pieces {
-                let id = match private_chunk(&r, head, p.slot) {
-                    Some(id) => id,
-                    None => {
-                        // copy-on-write: a new chunk, always written in full
-                        let a = self.alloc.alloc(class);
-                        used.push(a);
-                        self.write_stats.chunks_allocated.fetch_add(1, Ordering::Relaxed);
-                        if matches!(r.slots[p.slot], Res::Chunk(_)) {
-                            self.write_stats.copy_ups.fetch_add(1, Ordering::Relaxed);
-                        }
+                let data = src.bytes(p.at, us(p.len));
+                let touched = touched(node.chunk_size, p.off, p.len);
+                if let Some((id, mask)) = private_chunk(&r, head, p.slot) {
+                    if mask != FULL && touched & !mask != 0 {
+                        // a partial chunk written outside what it holds
+                        // takes the rest from below once: whole, it is then
+                        // written in place like any other
+                        self.complete_chunk(
+                            class,
+                            node.chunk_size,
+                            id,
+                            r.slots[p.slot],
+                            &mut scratch,
+                        )?;
                         entry
                             .get_or_insert_with(|| base(&r, head))
-                            .set(p.slot, Slot::Chunk { id: a.id, owned: true });
-                        if p.len != cs {
-                            scratch.resize(us(cs), 0);
-                            match r.slots[p.slot] {
-                                Res::Zero => scratch.fill(0),
-                                Res::Chunk(old) => self.data.read(class, old, 0, &mut scratch)?,
-                            }
-                            scratch[us(p.off)..us(p.off + p.len)]
-                                .copy_from_slice(src.bytes(p.at, us(p.len)));
-                            self.data.write(class, a.id, 0, &scratch)?;
-                            continue;
-                        }
-                        a.id
+                            .set(p.slot, Slot::Chunk { id, owned: true, mask: FULL });
                     }
+                    // No coalescing of writes to adjacent chunks: one large write
+                    // makes the page cache use large folios (ext4 on Linux 6.x),
+                    // and later 4 KiB overwrites in place then cost 3-5 times more.
+                    self.data.write(class, id, p.off, data)?;
+                    continue;
+                }
+                // copy-on-write into a new chunk
+                let a = self.alloc.alloc(class);
+                used.push(a);
+                self.write_stats.chunks_allocated.fetch_add(1, Ordering::Relaxed);
+                if r.slots[p.slot] != Res::Zero {
+                    self.write_stats.copy_ups.fetch_add(1, Ordering::Relaxed);
+                }
+                // A first write into data the parent holds copies only the
+                // sub-blocks it touches (as qcow2's subclusters do): the
+                // rest keeps reading through to the parent, whose view of
+                // this slot cannot change while the clone exists. Anything
+                // else (zeroes, a chunk of our own snapshot, a partial chunk
+                // below) is copied whole.
+                let own_absent = r.own().is_none_or(|(_, e)| e.slot(p.slot) == Slot::Absent);
+                let mask = match r.slots[p.slot] {
+                    Res::Chunk(_) if own_absent => touched,
+                    _ => FULL,
                 };
-                // No coalescing of writes to adjacent chunks: one large write
-                // makes the page cache use large folios (ext4 on Linux 6.x),
-                // and later 4 KiB overwrites in place then cost 3-5 times more.
-                self.data.write(class, id, p.off, src.bytes(p.at, us(p.len)))?;
+                entry
+                    .get_or_insert_with(|| base(&r, head))
+                    .set(p.slot, Slot::Chunk { id: a.id, owned: true, mask });
+                let (lo, hi) = if mask == FULL {
+                    (0, cs)
+                } else {
+                    let (sub, _) = sub_blocks(node.chunk_size);
+                    (p.off / sub * sub, (p.off + p.len).div_ceil(sub) * sub)
+                };
+                if lo == p.off && hi == p.off + p.len {
+                    self.data.write(class, a.id, p.off, data)?;
+                    continue;
+                }
+                scratch.resize(us(hi - lo), 0);
+                self.read_slot(class, node.chunk_size, r.slots[p.slot], lo, &mut scratch)?;
+                scratch[us(p.off - lo)..us(p.off - lo + p.len)].copy_from_slice(data);
+                self.data.write(class, a.id, lo, &scratch)?;
             }
             Ok(())
         })();
@@ -345,7 +455,7 @@ impl Engine {
             if r.slots[p.slot] == Res::Zero {
                 continue;
             }
-            if let Some(id) = private_chunk(&r, head, p.slot) {
+            if let Some((id, _)) = private_chunk(&r, head, p.slot) {
                 freed.push((node.class, id));
             }
             entry.get_or_insert_with(|| base(&r, head)).set(p.slot, Slot::Zero);
@@ -377,7 +487,7 @@ impl Engine {
                 self.resolve_group(node, group, bound)?
             };
             for p in pieces {
-                push_extent(&mut out, p.len, matches!(r.slots[p.slot], Res::Chunk(_)));
+                push_extent(&mut out, p.len, r.slots[p.slot] != Res::Zero);
             }
         }
         Ok(out)

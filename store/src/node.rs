@@ -10,7 +10,7 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::cache::{Cached, Versions, at};
 use crate::engine::Engine;
-use crate::entry::{GROUP_SLOTS, GroupEntry, SLOTS, Slot};
+use crate::entry::{FULL, GROUP_SLOTS, GroupEntry, SLOTS, Slot};
 use crate::error::StoreError;
 use crate::keys::{ChunkId, NodeId, decode_map_key, map_key};
 use crate::record::{Life, Trunc};
@@ -108,19 +108,22 @@ impl NodeState {
 
 impl NodeState {
     /// Resolves the open slots of `slots` from this node's own entry of
-    /// `group` at `bound` and its shrink masks; returns the own-entry chunk
-    /// slots a shrink cut. Slots the node leaves to its parent stay `None`.
+    /// `group` at `bound` and its shrink masks. Slots the node leaves to
+    /// its parent stay `None`. Returns the own-entry chunk slots a shrink
+    /// cut, and the partial slots, whose `below` the caller completes from
+    /// the parent's view with `complete_partials`.
     pub(crate) fn resolve_level(
         &self,
         group: u64,
         bound: u64,
         versions: &[(u64, GroupEntry)],
         slots: &mut [Option<Res>; SLOTS],
-    ) -> u32 {
+    ) -> (u32, u32) {
         let masks = self.masks(group, bound);
         let entry = at(versions, bound).and_then(|i| versions.get(i));
         let birth = entry.map_or(0, |(b, _)| *b);
         let mut masked = 0u32;
+        let mut partial = 0u32;
         for (i, out) in slots.iter_mut().enumerate() {
             if out.is_some() {
                 continue;
@@ -134,16 +137,60 @@ impl NodeState {
                     masked |= 1 << i;
                     Some(Res::Zero)
                 }
+                (Slot::Chunk { id, mask, .. }, _) if mask != FULL => {
+                    partial |= 1 << i;
+                    Some(Res::Partial { id, mask, below: Base::Zero })
+                }
                 (Slot::Chunk { id, .. }, _) => Some(Res::Chunk(id)),
             };
         }
-        masked
+        (masked, partial)
     }
+}
+
+/// Sets the `below` of the `partial` slots from the parent's view (`None`:
+/// no parent, zeroes). A partial chunk is only made over a plain chunk or
+/// zeroes, and the parent's view never changes while the child exists, so
+/// a partial slot below a partial slot is a corrupt map.
+pub(crate) fn complete_partials(
+    slots: &mut [Option<Res>; SLOTS],
+    partial: u32,
+    below: Option<&[Res; SLOTS]>,
+) -> Result<(), StoreError> {
+    for (i, slot) in slots.iter_mut().enumerate() {
+        if partial & (1 << i) == 0 {
+            continue;
+        }
+        let base = match below.map_or(Res::Zero, |b| b[i]) {
+            Res::Zero => Base::Zero,
+            Res::Chunk(id) => Base::Chunk(id),
+            Res::Partial { .. } => {
+                return Err(StoreError::corrupt("a partial chunk over a partial chunk"));
+            }
+        };
+        if let Some(Res::Partial { below, .. }) = slot {
+            *below = base;
+        }
+    }
+    Ok(())
 }
 
 /// What a slot reads as.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Res {
+    Zero,
+    Chunk(ChunkId),
+    /// The sub-blocks in `mask` from chunk `id`, the others from `below`.
+    Partial {
+        id: ChunkId,
+        mask: u32,
+        below: Base,
+    },
+}
+
+/// What the sub-blocks a partial chunk does not hold read as.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Base {
     Zero,
     Chunk(ChunkId),
 }
@@ -199,8 +246,8 @@ impl Engine {
         let Cached { versions: own_versions, view } = self.cached(node.id, group)?;
         let own_at = at(&own_versions, bound);
         let mut slots: [Option<Res>; SLOTS] = [None; SLOTS];
-        let own_masked = node.resolve_level(group, bound, &own_versions, &mut slots);
-        let slots = if slots.iter().all(Option::is_some) {
+        let (own_masked, partial) = node.resolve_level(group, bound, &own_versions, &mut slots);
+        let slots = if partial == 0 && slots.iter().all(Option::is_some) {
             slots.map(|s| s.unwrap_or(Res::Zero))
         } else {
             // a view of this generation was computed from the current
@@ -220,6 +267,7 @@ impl Engine {
                     }
                 }
             };
+            complete_partials(&mut slots, partial, view.as_deref())?;
             std::array::from_fn(|i| {
                 slots[i].unwrap_or_else(|| view.as_ref().map_or(Res::Zero, |v| v[i]))
             })

@@ -49,14 +49,18 @@ pub(crate) fn check_invariants(store: &Store) {
     let mut owners: HashMap<(u8, u64), u32> = HashMap::new();
     let mut refs: HashSet<(u8, u64)> = HashSet::new();
     let mut counts: BTreeMap<(u64, u64), u64> = BTreeMap::new();
+    let mut masks: HashMap<(u8, u64), u32> = HashMap::new();
     for (k, v) in e.meta.scan(&[MAP], &[MAP + 1], usize::MAX).unwrap() {
         let (node, _g, birth) = decode_map_key(&k).unwrap();
         let entry = GroupEntry::decode(&v).unwrap();
         let n = cat.nodes.get(&node).unwrap_or_else(|| panic!("entry of unknown node {node:?}"));
         let class = n.state.class;
         for i in 0..SLOTS {
-            if let Slot::Chunk { id, owned } = entry.slot(i) {
+            if let Slot::Chunk { id, owned, mask } = entry.slot(i) {
                 refs.insert((class, id.0));
+                // every reference to a chunk says the same about its sub-blocks
+                let seen = *masks.entry((class, id.0)).or_insert(mask);
+                assert_eq!(seen, mask, "chunk {id:?} with two masks");
                 if owned {
                     *owners.entry((class, id.0)).or_default() += 1;
                 }
