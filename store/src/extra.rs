@@ -51,11 +51,11 @@ impl Engine {
                     // read through to the parent: copied whole
                     (Slot::Absent, Res::Chunk(_)) => {}
                     // a partial chunk of the head's own: completed in place
-                    (Slot::Chunk { id, owned: true, .. }, res @ Res::Partial { .. })
+                    (Slot::Chunk { id, owned: true, .. }, Res::Partial { mask, below, .. })
                         if r.own().is_some_and(|(b, _)| b == head) =>
                     {
-                        let done =
-                            self.complete_chunk(state.class, state.chunk_size, id, res, &mut buf);
+                        let (class, cs) = (state.class, state.chunk_size);
+                        let done = self.fill_sub_blocks(class, cs, id, below, !mask, &mut buf);
                         if let Err(e) = done {
                             used.iter().for_each(|a| self.alloc.unuse(*a, &self.pending));
                             return Err(e);

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 
 use crate::data::DataFiles;
 use crate::engine::Engine;
-use crate::entry::{FULL, GROUP_SLOTS, GroupEntry, SLOTS, Slot, sub_blocks, touched};
+use crate::entry::{FULL, GROUP_SLOTS, GroupEntry, SLOTS, Slot, normalize, sub_blocks, touched};
 use crate::error::StoreError;
 use crate::export::Extent;
 use crate::keys::ChunkId;
@@ -257,43 +257,43 @@ impl Engine {
                 stop = ((stop / sub + 1) * sub).min(end);
             }
             let piece = &mut out[us(pos - off)..us(stop - off)];
-            match (own, below) {
+            match (own, below.chunk()) {
                 (true, _) => self.data.read(class, id, pos, piece)?,
-                (false, Base::Chunk(b)) => self.data.read(class, b, pos, piece)?,
-                (false, Base::Zero) => piece.fill(0),
+                (false, Some(b)) => self.data.read(class, b, pos, piece)?,
+                (false, None) => piece.fill(0),
             }
             pos = stop;
         }
         Ok(())
     }
 
-    /// Writes into partial chunk `id` the sub-blocks it does not hold, from
-    /// what the slot reads there (`res`): the chunk is then whole.
-    pub(crate) fn complete_chunk(
+    /// Copies into partial chunk `id` the sub-blocks in `which` from
+    /// `below` (what the slot reads where the chunk holds nothing).
+    pub(crate) fn fill_sub_blocks(
         &self,
         class: u8,
         chunk_size: u32,
         id: ChunkId,
-        res: Res,
+        below: Base,
+        which: u32,
         scratch: &mut Vec<u8>,
     ) -> Result<(), StoreError> {
-        let Res::Partial { mask, below, .. } = res else { return Ok(()) };
         let (sub, count) = sub_blocks(chunk_size);
         let mut b = 0;
         while b < count {
-            if mask & (1 << b) != 0 {
+            if which & (1 << b) == 0 {
                 b += 1;
                 continue;
             }
             let first = b;
-            while b < count && mask & (1 << b) == 0 {
+            while b < count && which & (1 << b) != 0 {
                 b += 1;
             }
             let (lo, hi) = (u64::from(first) * sub, u64::from(b) * sub);
             scratch.resize(us(hi - lo), 0);
-            match below {
-                Base::Chunk(from) => self.data.read(class, from, lo, scratch)?,
-                Base::Zero => scratch.fill(0),
+            match below.chunk() {
+                Some(from) => self.data.read(class, from, lo, scratch)?,
+                None => scratch.fill(0),
             }
             self.data.write(class, id, lo, scratch)?;
         }
@@ -335,19 +335,35 @@ impl Engine {
                 let touched = touched(node.chunk_size, p.off, p.len);
                 if let Some((id, mask)) = private_chunk(&r, head, p.slot) {
                     if mask != FULL && touched & !mask != 0 {
-                        // a partial chunk written outside what it holds
-                        // takes the rest from below once: whole, it is then
-                        // written in place like any other
-                        self.complete_chunk(
+                        // A write that adds sub-blocks to a partial chunk
+                        // adds them to its mask (one map update, no copy);
+                        // an edge sub-block it covers only in part first
+                        // takes the rest from below.
+                        let below = match r.slots[p.slot] {
+                            Res::Partial { below, .. } => below,
+                            _ => Base::ZERO,
+                        };
+                        let (sub, _) = sub_blocks(node.chunk_size);
+                        let end = p.off + p.len;
+                        let mut edges = 0u32;
+                        if p.off % sub != 0 {
+                            edges |= 1 << (p.off / sub);
+                        }
+                        if end % sub != 0 {
+                            edges |= 1 << (end / sub);
+                        }
+                        self.fill_sub_blocks(
                             class,
                             node.chunk_size,
                             id,
-                            r.slots[p.slot],
+                            below,
+                            edges & !mask,
                             &mut scratch,
                         )?;
+                        let mask = normalize(node.chunk_size, mask | touched);
                         entry
                             .get_or_insert_with(|| base(&r, head))
-                            .set(p.slot, Slot::Chunk { id, owned: true, mask: FULL });
+                            .set(p.slot, Slot::Chunk { id, owned: true, mask });
                     }
                     // No coalescing of writes to adjacent chunks: one large write
                     // makes the page cache use large folios (ext4 on Linux 6.x),

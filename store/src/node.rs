@@ -3,6 +3,7 @@
 //! `resolve_group` (walks the lineage and applies shrink masks).
 
 use std::collections::BTreeMap;
+use std::num::NonZeroU64;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
@@ -139,7 +140,7 @@ impl NodeState {
                 }
                 (Slot::Chunk { id, mask, .. }, _) if mask != FULL => {
                     partial |= 1 << i;
-                    Some(Res::Partial { id, mask, below: Base::Zero })
+                    Some(Res::Partial { id, mask, below: Base::ZERO })
                 }
                 (Slot::Chunk { id, .. }, _) => Some(Res::Chunk(id)),
             };
@@ -162,8 +163,8 @@ pub(crate) fn complete_partials(
             continue;
         }
         let base = match below.map_or(Res::Zero, |b| b[i]) {
-            Res::Zero => Base::Zero,
-            Res::Chunk(id) => Base::Chunk(id),
+            Res::Zero => Base::ZERO,
+            Res::Chunk(id) => Base::of(id),
             Res::Partial { .. } => {
                 return Err(StoreError::corrupt("a partial chunk over a partial chunk"));
             }
@@ -188,11 +189,23 @@ pub(crate) enum Res {
     },
 }
 
-/// What the sub-blocks a partial chunk does not hold read as.
+/// What the sub-blocks a partial chunk does not hold read as: a chunk of
+/// the parent, or zeroes. Chunk ids are never 0, so `Option<NonZeroU64>`
+/// keeps `Res` at 24 bytes (it is copied 32 at a time on every read).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Base {
-    Zero,
-    Chunk(ChunkId),
+pub(crate) struct Base(Option<NonZeroU64>);
+
+impl Base {
+    pub(crate) const ZERO: Base = Base(None);
+
+    pub(crate) fn of(id: ChunkId) -> Base {
+        Base(NonZeroU64::new(id.0))
+    }
+
+    /// The chunk below, `None` for zeroes.
+    pub(crate) fn chunk(self) -> Option<ChunkId> {
+        self.0.map(|n| ChunkId(n.get()))
+    }
 }
 
 /// A node's own entry for a group plus the resolution of each slot.
