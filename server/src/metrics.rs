@@ -52,6 +52,7 @@ pub struct ScheduleMetrics {
 /// store's own since-open counters (the store lives as long as the process).
 pub(crate) struct StoreGauges {
     pub(crate) copy_ups: IntCounter,
+    pub(crate) copy_up_bytes: IntCounter,
     pub(crate) chunks_allocated: IntCounter,
     pub(crate) chunks_freed: IntCounter,
     pub(crate) bytes_freed: IntCounter,
@@ -197,6 +198,11 @@ impl Metrics {
                 "copy_ups_total",
                 "Chunks copied up (first writes into chunks shared with a snapshot or origin)",
             ),
+            copy_up_bytes: c(
+                "copy_up_bytes_total",
+                "Bytes copy-ups and flatten copied from a snapshot or origin besides the written ones \
+                 (a 4 KiB first write into a clone copies none: it makes a partial chunk)",
+            ),
             chunks_allocated: c("chunks_allocated_total", "Chunks allocated, copy-ups included"),
             chunks_freed: c("gc_chunks_freed_total", "Chunks freed by GC"),
             bytes_freed: c("gc_bytes_freed_total", "Bytes freed by GC"),
@@ -307,6 +313,7 @@ impl Metrics {
         }
         let stats = store.stats();
         catch_up(&g.copy_ups, stats.copy_ups);
+        catch_up(&g.copy_up_bytes, stats.copy_up_bytes);
         catch_up(&g.chunks_allocated, stats.chunks_allocated);
         catch_up(&g.chunks_freed, stats.gc_chunks_freed);
         catch_up(&g.bytes_freed, stats.gc_bytes_freed);

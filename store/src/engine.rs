@@ -63,6 +63,9 @@ pub(crate) struct WriteStats {
     pub(crate) chunks_allocated: AtomicU64,
     /// Allocations that replaced a chunk shared with a snapshot or origin.
     pub(crate) copy_ups: AtomicU64,
+    /// Bytes copied into new or partial chunks from below (a snapshot's
+    /// chunk, the origin's, or zeroes), the request's own bytes excluded.
+    pub(crate) copy_up_bytes: AtomicU64,
 }
 
 #[derive(Default)]

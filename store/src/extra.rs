@@ -75,6 +75,7 @@ impl Engine {
                 let copied = self
                     .read_slot(state.class, state.chunk_size, r.slots[i], 0, &mut buf)
                     .and_then(|()| self.data.write(state.class, a.id, 0, &buf));
+                self.write_stats.copy_up_bytes.fetch_add(cs, Ordering::Relaxed);
                 used.push(a);
                 if let Err(e) = copied {
                     used.iter().for_each(|a| self.alloc.unuse(*a, &self.pending));

@@ -69,6 +69,8 @@ pub struct ExportSummary {
 pub struct StoreStats {
     /// First writes into chunks shared with a snapshot or an origin.
     pub copy_ups: u64,
+    /// Bytes those copy-ups (and flatten) copied besides the written ones.
+    pub copy_up_bytes: u64,
     /// Chunks allocated, copy-ups included.
     pub chunks_allocated: u64,
     /// Chunks freed by GC.

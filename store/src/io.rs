@@ -296,6 +296,7 @@ impl Engine {
                 None => scratch.fill(0),
             }
             self.data.write(class, id, lo, scratch)?;
+            self.write_stats.copy_up_bytes.fetch_add(hi - lo, Ordering::Relaxed);
         }
         Ok(())
     }
@@ -406,6 +407,8 @@ impl Engine {
                 self.read_slot(class, node.chunk_size, r.slots[p.slot], lo, &mut scratch)?;
                 scratch[us(p.off - lo)..us(p.off - lo + p.len)].copy_from_slice(data);
                 self.data.write(class, a.id, lo, &scratch)?;
+                let copied = hi - lo - p.len;
+                self.write_stats.copy_up_bytes.fetch_add(copied, Ordering::Relaxed);
             }
             Ok(())
         })();

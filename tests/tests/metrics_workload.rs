@@ -179,6 +179,8 @@ fn metrics_show_the_counts_of_a_known_workload() -> anyhow::Result<()> {
 
     let snap = scrape(&server)?;
     assert_eq!(delta(&after, &snap, "clonebd_copy_ups_total"), 3.0);
+    // over the volume's own snapshot a copy-up is whole: 60 KiB copied each
+    assert_eq!(delta(&after, &snap, "clonebd_copy_up_bytes_total"), 3.0 * 61440.0);
     assert_eq!(delta(&after, &snap, "clonebd_chunks_allocated_total"), 3.0);
     assert_eq!(snap.get("clonebd_requests_total", &m_op("write")), (n + 3) as f64);
     let s_op = |op| [("export", "m@s1"), ("op", op)];
@@ -208,6 +210,52 @@ fn metrics_show_the_counts_of_a_known_workload() -> anyhow::Result<()> {
     let tick = scrape(&server)?;
     assert_eq!(tick.get("clonebd_schedule_snapshots_taken_total", &[]), 2.0, "default and m");
     assert!(tick.get("clonebd_schedule_last_run_timestamp_seconds", &[]) > 1.7e9);
+
+    // A clone's first writes into its origin's data copy only the 4 KiB
+    // sub-blocks they touch (partial chunks): aligned ones copy nothing, an
+    // unaligned one merges the rest of its sub-block. Then a write into a
+    // sub-block a partial chunk lacks, and one into one it holds.
+    server.cli_ok(&["snapshot", "create", "m", "--name", "s2"])?;
+    server.cli_ok(&["clone", "create", "m@s2", "mc"])?;
+    let before_clone = scrape(&server)?;
+    let mc = rt.block_on(NbdClient::connect(server.nbd, ConnectOptions::modern("mc")))?;
+    let origin = rt.block_on(NbdClient::connect(server.nbd, ConnectOptions::modern("m@s2")))?;
+    let span = 4 * 65536;
+    let mut want = rt.block_on(origin.read(0, span))?.to_vec();
+    let first = [
+        (0usize, 4096usize),
+        (65536 + 8192, 4096),
+        (2 * 65536 + 61440, 4096),
+        (3 * 65536 + 100, 1000),
+    ];
+    let later = [(8192usize, 4096usize), (65536 + 8192 + 512, 512)];
+    for ((off, len), byte) in first.iter().chain(later.iter()).zip(0xa0u8..) {
+        rt.block_on(mc.write(*off as u64, Bytes::from(vec![byte; *len]), false))?;
+        want[*off..off + len].fill(byte);
+    }
+    let cow = scrape(&server)?;
+    assert_eq!(delta(&before_clone, &cow, "clonebd_copy_ups_total"), 4.0, "one per chunk");
+    assert_eq!(delta(&before_clone, &cow, "clonebd_chunks_allocated_total"), 4.0);
+    assert_eq!(
+        delta(&before_clone, &cow, "clonebd_copy_up_bytes_total"),
+        3096.0,
+        "only the unaligned write's sub-block is merged"
+    );
+    assert_eq!(rt.block_on(mc.read(0, span))?.as_ref(), want.as_slice());
+    rt.block_on(mc.disconnect())?;
+    rt.block_on(origin.disconnect())?;
+    // flatten completes the 4 partial chunks from the origin (all but the
+    // 5 sub-blocks they hold) and copies the origin's 3 other chunks whole
+    server.cli_ok(&["flatten", "mc"])?;
+    let flat = scrape(&server)?;
+    assert_eq!(
+        delta(&cow, &flat, "clonebd_copy_up_bytes_total"),
+        (4 * 65536 - 5 * 4096 + 3 * 65536) as f64
+    );
+    server.cli_ok(&["snapshot", "delete", "m@s2"])?;
+    let mc = rt.block_on(NbdClient::connect(server.nbd, ConnectOptions::modern("mc")))?;
+    assert_eq!(rt.block_on(mc.read(0, span))?.as_ref(), want.as_slice());
+    rt.block_on(mc.disconnect())?;
     Ok(())
 }
 
