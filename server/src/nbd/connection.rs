@@ -102,6 +102,12 @@ impl Conn<'_> {
         let (session, writer, limits) = (self.session, self.writer, self.limits);
         let extended = session.extended;
         let header_len = proto::request_header_len(extended);
+        // After a large WRITE the next request is most likely another one:
+        // then only its header is read, so that its payload goes from the
+        // socket straight into a pooled buffer instead of through `scratch`
+        // and `buf` (two copies of up to 256 KiB; 6% of the server under
+        // 1 MiB sequential writes).
+        let mut streaming = false;
         loop {
             if !session.export.is_live() {
                 debug!("export was deleted; closing");
@@ -123,6 +129,7 @@ impl Conn<'_> {
                             self.dispatch(std::mem::take(&mut batch), false);
                         }
                         batch.push(self.read_write_payload(socket, buf, header, payload)?);
+                        streaming = true;
                         continue;
                     }
                     need = header_len + payload;
@@ -137,6 +144,7 @@ impl Conn<'_> {
                     disconnect = true;
                     break;
                 }
+                streaming = false;
                 batch.push(request);
             }
             if !batch.is_empty() {
@@ -148,8 +156,13 @@ impl Conn<'_> {
             // Read more. The scratch buffer is zeroed once; copying what a read
             // returns costs less than zeroing fresh BytesMut space every time.
             buf.reserve(need.saturating_sub(buf.len()));
+            let want = if streaming {
+                need.saturating_sub(buf.len()).clamp(1, scratch.len())
+            } else {
+                scratch.len()
+            };
             let n = loop {
-                match socket.read(scratch) {
+                match socket.read(&mut scratch[..want]) {
                     Ok(n) => break n,
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                     Err(e) => return Err(e.into()),
