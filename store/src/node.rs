@@ -150,9 +150,9 @@ impl NodeState {
 }
 
 /// Sets the `below` of the `partial` slots from the parent's view (`None`:
-/// no parent, zeroes). A partial chunk is only made over a plain chunk or
-/// zeroes, and the parent's view never changes while the child exists, so
-/// a partial slot below a partial slot is a corrupt map.
+/// no parent, zeroes). A partial chunk is only made over a plain chunk of
+/// the parent, and the parent's view never changes while the child exists,
+/// so a partial slot below a partial slot is a corrupt map.
 pub(crate) fn complete_partials(
     slots: &mut [Option<Res>; SLOTS],
     partial: u32,
