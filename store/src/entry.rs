@@ -46,6 +46,21 @@ pub(crate) fn touched(chunk_size: u32, off: u64, len: u64) -> u32 {
     normalize(chunk_size, mask)
 }
 
+/// The sub-blocks that `[off, off + len)` inside a chunk covers only in
+/// part (at most its first and its last).
+pub(crate) fn partly_touched(chunk_size: u32, off: u64, len: u64) -> u32 {
+    let (sub, _) = sub_blocks(chunk_size);
+    let end = off + len;
+    let mut mask = 0u32;
+    if !off.is_multiple_of(sub) {
+        mask |= 1 << (off / sub);
+    }
+    if !end.is_multiple_of(sub) {
+        mask |= 1 << (end / sub);
+    }
+    mask
+}
+
 /// `FULL` for a mask with every sub-block of the chunk set.
 pub(crate) fn normalize(chunk_size: u32, mask: u32) -> u32 {
     let (_, count) = sub_blocks(chunk_size);
@@ -286,6 +301,10 @@ mod tests {
         assert_eq!(touched(65536, 0, 65536), FULL);
         assert_eq!(touched(4096, 0, 512), FULL);
         assert_eq!(touched(1 << 20, 0, 1 << 20), FULL);
+        assert_eq!(partly_touched(65536, 0, 4096), 0);
+        assert_eq!(partly_touched(65536, 4000, 200), 0b11);
+        assert_eq!(partly_touched(65536, 4096 + 10, 10), 0b10);
+        assert_eq!(partly_touched(65536, 61440 + 1, 4095), 1 << 15);
         assert_eq!(normalize(65536, 0xffff), FULL);
         assert_eq!(normalize(65536, 0x7fff), 0x7fff);
     }

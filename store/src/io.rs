@@ -7,7 +7,9 @@ use std::sync::atomic::Ordering;
 
 use crate::data::DataFiles;
 use crate::engine::Engine;
-use crate::entry::{FULL, GROUP_SLOTS, GroupEntry, SLOTS, Slot, normalize, sub_blocks, touched};
+use crate::entry::{
+    FULL, GROUP_SLOTS, GroupEntry, SLOTS, Slot, normalize, partly_touched, sub_blocks, touched,
+};
 use crate::error::StoreError;
 use crate::export::Extent;
 use crate::keys::ChunkId;
@@ -344,21 +346,13 @@ impl Engine {
                             Res::Partial { below, .. } => below,
                             _ => Base::ZERO,
                         };
-                        let (sub, _) = sub_blocks(node.chunk_size);
-                        let end = p.off + p.len;
-                        let mut edges = 0u32;
-                        if p.off % sub != 0 {
-                            edges |= 1 << (p.off / sub);
-                        }
-                        if end % sub != 0 {
-                            edges |= 1 << (end / sub);
-                        }
+                        let edges = partly_touched(node.chunk_size, p.off, p.len) & !mask;
                         self.fill_sub_blocks(
                             class,
                             node.chunk_size,
                             id,
                             below,
-                            edges & !mask,
+                            edges,
                             &mut scratch,
                         )?;
                         let mask = normalize(node.chunk_size, mask | touched);
