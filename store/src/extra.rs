@@ -45,45 +45,41 @@ impl Engine {
             let r = self.resolve_group(&state, g, HEAD)?;
             let mut entry = None;
             let mut used = Vec::new();
-            for i in 0..SLOTS {
-                let own = r.own().map_or(Slot::Absent, |(_, e)| e.slot(i));
-                match (own, r.slots[i]) {
-                    // read through to the parent: copied whole
-                    (Slot::Absent, Res::Chunk(_)) => {}
-                    // a partial chunk of the head's own: completed in place
-                    (Slot::Chunk { id, owned: true, .. }, Res::Partial { mask, below, .. })
-                        if r.own().is_some_and(|(b, _)| b == head) =>
-                    {
-                        let (class, cs) = (state.class, state.chunk_size);
-                        let done = self.fill_sub_blocks(class, cs, id, below, !mask, &mut buf);
-                        if let Err(e) = done {
-                            used.iter().for_each(|a| self.alloc.unuse(*a, &self.pending));
-                            return Err(e);
+            let (class, chunk_size) = (state.class, state.chunk_size);
+            let copied = (|| -> Result<(), StoreError> {
+                for i in 0..SLOTS {
+                    let own = r.own().map_or(Slot::Absent, |(_, e)| e.slot(i));
+                    let id = match (own, r.slots[i]) {
+                        // a partial chunk of the head's own: completed in place
+                        (Slot::Chunk { id, owned: true, .. }, Res::Partial { mask, below, .. })
+                            if r.own().is_some_and(|(b, _)| b == head) =>
+                        {
+                            self.fill_sub_blocks(class, chunk_size, id, below, !mask, &mut buf)?;
+                            id
                         }
-                        entry
-                            .get_or_insert_with(|| base(&r, head))
-                            .set(i, Slot::Chunk { id, owned: true, mask: FULL });
-                        continue;
-                    }
-                    // a partial chunk of an older entry: copied whole
-                    (_, Res::Partial { .. }) => {}
-                    _ => continue,
+                        // read through to the parent, or a partial chunk of
+                        // an older entry: copied whole into a new chunk
+                        (Slot::Absent, Res::Chunk(_)) | (_, Res::Partial { .. }) => {
+                            let a = self.alloc.alloc(class);
+                            used.push(a);
+                            self.write_stats.chunks_allocated.fetch_add(1, Ordering::Relaxed);
+                            buf.resize(usize::try_from(cs).unwrap_or(0), 0);
+                            self.read_slot(class, chunk_size, r.slots[i], 0, &mut buf)?;
+                            self.data.write(class, a.id, 0, &buf)?;
+                            self.write_stats.copy_up_bytes.fetch_add(cs, Ordering::Relaxed);
+                            a.id
+                        }
+                        _ => continue,
+                    };
+                    entry
+                        .get_or_insert_with(|| base(&r, head))
+                        .set(i, Slot::Chunk { id, owned: true, mask: FULL });
                 }
-                let a = self.alloc.alloc(state.class);
-                self.write_stats.chunks_allocated.fetch_add(1, Ordering::Relaxed);
-                buf.resize(usize::try_from(cs).unwrap_or(0), 0);
-                let copied = self
-                    .read_slot(state.class, state.chunk_size, r.slots[i], 0, &mut buf)
-                    .and_then(|()| self.data.write(state.class, a.id, 0, &buf));
-                self.write_stats.copy_up_bytes.fetch_add(cs, Ordering::Relaxed);
-                used.push(a);
-                if let Err(e) = copied {
-                    used.iter().for_each(|a| self.alloc.unuse(*a, &self.pending));
-                    return Err(e);
-                }
-                entry
-                    .get_or_insert_with(|| base(&r, head))
-                    .set(i, Slot::Chunk { id: a.id, owned: true, mask: FULL });
+                Ok(())
+            })();
+            if let Err(e) = copied {
+                used.iter().for_each(|a| self.alloc.unuse(*a, &self.pending));
+                return Err(e);
             }
             if let Some(e) = entry {
                 let delta = OwnedDelta {

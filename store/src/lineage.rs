@@ -21,7 +21,7 @@ use crate::engine::Engine;
 use crate::entry::SLOTS;
 use crate::error::StoreError;
 use crate::keys::NodeId;
-use crate::node::{NodeState, Res, complete_partials};
+use crate::node::{NodeState, Res, stack};
 
 /// Every slot of a group as a node reads it at a frozen epoch.
 pub(crate) type View = Arc<[Res; SLOTS]>;
@@ -119,10 +119,7 @@ impl Engine {
             let versions = self.versions(n.id, group)?;
             let mut slots = [None; SLOTS];
             let (_, partial) = n.resolve_level(group, e, &versions, &mut slots);
-            complete_partials(&mut slots, partial, below.as_deref())?;
-            let view: View = Arc::new(std::array::from_fn(|i| {
-                slots[i].unwrap_or_else(|| below.as_ref().map_or(Res::Zero, |b| b[i]))
-            }));
+            let view: View = Arc::new(stack(slots, partial, below.as_deref())?);
             // a view at the head would change with the next write
             if e < n.head() {
                 self.lineage.fill((n.id, group, e), token, view.clone());

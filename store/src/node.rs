@@ -112,7 +112,7 @@ impl NodeState {
     /// `group` at `bound` and its shrink masks. Slots the node leaves to
     /// its parent stay `None`. Returns the own-entry chunk slots a shrink
     /// cut, and the partial slots, whose `below` the caller completes from
-    /// the parent's view with `complete_partials`.
+    /// the parent's view with `stack`.
     pub(crate) fn resolve_level(
         &self,
         group: u64,
@@ -149,31 +149,35 @@ impl NodeState {
     }
 }
 
-/// Sets the `below` of the `partial` slots from the parent's view (`None`:
-/// no parent, zeroes). A partial chunk is only made over a plain chunk of
-/// the parent, and the parent's view never changes while the child exists,
-/// so a partial slot below a partial slot is a corrupt map.
-pub(crate) fn complete_partials(
-    slots: &mut [Option<Res>; SLOTS],
+/// One level's resolution over the level below (`None`: no parent,
+/// zeroes): its open slots read as below, and its `partial` slots get
+/// their `below` from it. A partial chunk is only made over a plain chunk
+/// of the parent, and the parent's view never changes while the child
+/// exists, so a partial slot over a partial slot is a corrupt map.
+pub(crate) fn stack(
+    slots: [Option<Res>; SLOTS],
     partial: u32,
     below: Option<&[Res; SLOTS]>,
-) -> Result<(), StoreError> {
-    for (i, slot) in slots.iter_mut().enumerate() {
-        if partial & (1 << i) == 0 {
-            continue;
-        }
-        let base = match below.map_or(Res::Zero, |b| b[i]) {
-            Res::Zero => Base::ZERO,
-            Res::Chunk(id) => Base::of(id),
-            Res::Partial { .. } => {
-                return Err(StoreError::corrupt("a partial chunk over a partial chunk"));
+) -> Result<[Res; SLOTS], StoreError> {
+    let mut out = [Res::Zero; SLOTS];
+    for (i, (slot, out)) in slots.into_iter().zip(out.iter_mut()).enumerate() {
+        let under = below.map_or(Res::Zero, |b| b[i]);
+        *out = match slot {
+            None => under,
+            Some(Res::Partial { id, mask, .. }) if partial & (1 << i) != 0 => {
+                let below = match under {
+                    Res::Zero => Base::ZERO,
+                    Res::Chunk(c) => Base::of(c),
+                    Res::Partial { .. } => {
+                        return Err(StoreError::corrupt("a partial chunk over a partial chunk"));
+                    }
+                };
+                Res::Partial { id, mask, below }
             }
+            Some(res) => res,
         };
-        if let Some(Res::Partial { below, .. }) = slot {
-            *below = base;
-        }
     }
-    Ok(())
+    Ok(out)
 }
 
 /// What a slot reads as.
@@ -280,10 +284,7 @@ impl Engine {
                     }
                 }
             };
-            complete_partials(&mut slots, partial, view.as_deref())?;
-            std::array::from_fn(|i| {
-                slots[i].unwrap_or_else(|| view.as_ref().map_or(Res::Zero, |v| v[i]))
-            })
+            stack(slots, partial, view.as_deref())?
         };
         Ok(Resolved { own_versions, own_at, slots, own_masked })
     }
