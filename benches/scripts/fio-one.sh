@@ -15,7 +15,7 @@
 #   CLONEBD_SERVER CLONEBD_CLI (default: cargo build --release here)
 # Prints one line per workload: IOPS, MB/s, p50/p99 completion latency in µs,
 # and the CPUs fio and the server kept busy (1.00 = one core; over fio's
-# elapsed time, ramp included).
+# elapsed time, ramp included; with numjobs > 1 fio reports its CPU per job).
 # perf data goes to WORKDIR/WORKLOAD.perf (WORKDIR kept when PERF=1).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
