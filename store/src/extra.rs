@@ -10,6 +10,7 @@ use crate::entry::{FULL, GROUP_SLOTS, SLOTS, Slot};
 use crate::error::{Refusal, StoreError};
 use crate::info::{ByteRange, VolumeInfo};
 use crate::io::base;
+use crate::iobuf::IoBuf;
 use crate::keys::{NodeId, decode_map_key, map_key};
 use crate::node::{HEAD, Res};
 use crate::ops::Outcome;
@@ -38,7 +39,7 @@ impl Engine {
         let w = state.op.write();
         let cs = u64::from(state.chunk_size);
         let groups = state.size().div_ceil(cs * GROUP_SLOTS);
-        let mut buf = vec![0u8; usize::try_from(cs).unwrap_or(0)];
+        let mut buf = IoBuf::zeroed(usize::try_from(cs).unwrap_or(0));
         for g in 0..groups {
             let _s = self.write_stripe(id, g);
             let head = state.head();
@@ -63,7 +64,7 @@ impl Engine {
                             let a = self.alloc.alloc(class);
                             used.push(a);
                             self.write_stats.chunks_allocated.fetch_add(1, Ordering::Relaxed);
-                            buf.resize(usize::try_from(cs).unwrap_or(0), 0);
+                            buf.resize(usize::try_from(cs).unwrap_or(0));
                             self.read_slot(class, chunk_size, r.slots[i], 0, &mut buf)?;
                             self.data.write(class, a.id, 0, &buf)?;
                             self.write_stats.copy_up_bytes.fetch_add(cs, Ordering::Relaxed);

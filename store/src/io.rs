@@ -12,6 +12,7 @@ use crate::entry::{
 };
 use crate::error::StoreError;
 use crate::export::Extent;
+use crate::iobuf::IoBuf;
 use crate::keys::ChunkId;
 use crate::node::{Base, HEAD, NodeState, Res, Resolved};
 use crate::pending::{OwnedDelta, PENDING_HARD_LIMIT, PENDING_SOFT_LIMIT};
@@ -278,7 +279,7 @@ impl Engine {
         id: ChunkId,
         below: Base,
         which: u32,
-        scratch: &mut Vec<u8>,
+        scratch: &mut IoBuf,
     ) -> Result<(), StoreError> {
         let (sub, count) = sub_blocks(chunk_size);
         let mut b = 0;
@@ -292,7 +293,7 @@ impl Engine {
                 b += 1;
             }
             let (lo, hi) = (u64::from(first) * sub, u64::from(b) * sub);
-            scratch.resize(us(hi - lo), 0);
+            scratch.resize(us(hi - lo));
             match below.chunk() {
                 Some(from) => self.data.read(class, from, lo, scratch)?,
                 None => scratch.fill(0),
@@ -331,7 +332,7 @@ impl Engine {
         let r = self.resolve_group(node, group, HEAD)?;
         let mut entry: Option<GroupEntry> = None;
         let mut used = Vec::new();
-        let mut scratch = Vec::new();
+        let mut scratch = IoBuf::default();
         let written = (|| -> Result<(), StoreError> {
             for p in pieces {
                 let data = src.bytes(p.at, us(p.len));
@@ -397,7 +398,7 @@ impl Engine {
                     self.data.write(class, a.id, p.off, data)?;
                     continue;
                 }
-                scratch.resize(us(hi - lo), 0);
+                scratch.resize(us(hi - lo));
                 self.read_slot(class, node.chunk_size, r.slots[p.slot], lo, &mut scratch)?;
                 scratch[us(p.off - lo)..us(p.off - lo + p.len)].copy_from_slice(data);
                 self.data.write(class, a.id, lo, &scratch)?;

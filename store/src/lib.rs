@@ -26,6 +26,7 @@ mod extra;
 mod gc;
 mod info;
 mod io;
+mod iobuf;
 mod keys;
 mod lineage;
 mod meta;
@@ -47,5 +48,6 @@ pub use info::{
     ByteRange, DEFAULT_CHUNK_SIZE, ExportSummary, GcReport, GcStatus, MAX_CHUNK_SIZE,
     MAX_VOLUME_SIZE, MIN_CHUNK_SIZE, Promoted, SnapshotInfo, StoreStats, VolumeInfo,
 };
+pub use iobuf::{IO_ALIGN, IoBuf};
 pub use record::SnapshotKind;
 pub use store::Store;

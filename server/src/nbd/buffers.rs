@@ -11,6 +11,7 @@
 use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
+use store::IoBuf;
 
 /// Requests below this size use plain allocations (a memset of a few KiB
 /// costs less than the pool's lock).
@@ -22,7 +23,7 @@ const IDLE_BYTES: usize = 64 << 20;
 
 /// Buffers by size class (powers of two from `POOLED_MIN` to `POOLED_MAX`).
 pub(crate) struct BufPool {
-    classes: Vec<Mutex<Vec<Vec<u8>>>>,
+    classes: Vec<Mutex<Vec<IoBuf>>>,
 }
 
 fn class_of(len: usize) -> Option<usize> {
@@ -43,17 +44,19 @@ impl BufPool {
         Arc::new(BufPool { classes })
     }
 
-    /// A buffer of exactly `len` bytes: recycled (stale contents) or zeroed.
+    /// A buffer of exactly `len` bytes, cache-line aligned (`IoBuf`):
+    /// recycled (stale contents) or zeroed.
     pub(crate) fn take(self: &Arc<Self>, len: usize) -> Buf {
         let Some(class) = class_of(len) else {
-            return Buf { vec: vec![0; len], len, home: None };
+            return Buf { vec: IoBuf::zeroed(len), home: None };
         };
         let recycled = self.classes[class].lock().unwrap_or_else(PoisonError::into_inner).pop();
-        let vec = recycled.unwrap_or_else(|| vec![0; class_size(class)]);
-        Buf { vec, len, home: Some((self.clone(), class)) }
+        let mut vec = recycled.unwrap_or_else(|| IoBuf::zeroed(class_size(class)));
+        vec.resize(len);
+        Buf { vec, home: Some((self.clone(), class)) }
     }
 
-    fn give_back(&self, class: usize, vec: Vec<u8>) {
+    fn give_back(&self, class: usize, vec: IoBuf) {
         let keep = IDLE_BYTES / class_size(class) / self.classes.len();
         let mut free = self.classes[class].lock().unwrap_or_else(PoisonError::into_inner);
         if free.len() < keep.max(2) {
@@ -69,8 +72,7 @@ impl BufPool {
 
 /// A buffer from the pool; returns there when dropped.
 pub(crate) struct Buf {
-    vec: Vec<u8>,
-    len: usize,
+    vec: IoBuf,
     home: Option<(Arc<BufPool>, usize)>,
 }
 
@@ -84,13 +86,13 @@ impl Buf {
 
 impl AsRef<[u8]> for Buf {
     fn as_ref(&self) -> &[u8] {
-        &self.vec[..self.len]
+        &self.vec
     }
 }
 
 impl AsMut<[u8]> for Buf {
     fn as_mut(&mut self) -> &mut [u8] {
-        &mut self.vec[..self.len]
+        &mut self.vec
     }
 }
 

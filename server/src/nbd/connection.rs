@@ -18,6 +18,7 @@ use std::sync::{Arc, Condvar, Mutex};
 
 use bytes::{Buf, Bytes, BytesMut};
 use proto::{Command, DecodeError, Request};
+use store::IoBuf;
 use tracing::debug;
 
 use super::buffers::POOLED_MIN;
@@ -64,7 +65,7 @@ pub(crate) fn serve(
         broken: AtomicBool::new(false),
     });
     let inflight = Arc::new(InFlight::default());
-    let mut scratch = vec![0u8; READ_CHUNK];
+    let mut scratch = IoBuf::zeroed(READ_CHUNK);
     // More parts than CPUs only adds wake-ups.
     let split = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
     let conn = Conn {
