@@ -6,6 +6,7 @@
 #   benches/scripts/fio-one.sh seqread randwrite-qd32        # live volume
 #   MODE=clone benches/scripts/fio-one.sh clone-firstwrite   # clone of a snapshot
 #   PERF=1 benches/scripts/fio-one.sh seqread                # perf record -g of the server
+#   PERF=1 PERF_ALL=1 ...                                    # of the whole machine (fio too)
 #
 # Workloads: seqread seqwrite randread-qd1 randread-qd32 randwrite-qd1
 #   randwrite-qd32 mc4-randread mc4-randwrite mc4-seqread clone-firstwrite, and
@@ -82,7 +83,9 @@ for w in "$@"; do
 	esac
 	perf_pid=""
 	if [[ $PERF == 1 ]]; then
-		perf record -e cpu-clock -g -p "$SERVER_PID" -o "$work/$w.perf" -- sleep "$RUNTIME" >/dev/null 2>&1 &
+		target=(-p "$SERVER_PID")
+		[[ ${PERF_ALL:-0} == 1 ]] && target=(-a)
+		perf record -e cpu-clock -g "${target[@]}" -o "$work/$w.perf" -- sleep "$RUNTIME" >/dev/null 2>&1 &
 		perf_pid=$!
 	fi
 	cpu0=$(server_cpu_ticks)

@@ -7,10 +7,12 @@
 #   sets SERVER_PID, CLONEBD_READY (the ready line), CLONEBD_NBD (host:port);
 #   exports CLONEBD_ADMIN and CLONEBD_TOKEN for the clonebd CLI. The caller
 #   provides `die MESSAGE` and stops the server (by SERVER_PID) on exit.
+#   CLONEBD_SERVER_ARGS (split on spaces) adds flags, e.g. "--commit-interval 5".
 start_clonebd_server() {
-	local data=$1 out=$2 err=$3 i stat
+	local data=$1 out=$2 err=$3 i stat extra
+	read -ra extra <<<"${CLONEBD_SERVER_ARGS:-}"
 	setsid "$CLONEBD_SERVER" --data "$data" --listen 127.0.0.1:0 --admin 127.0.0.1:0 --no-schedule \
-		>"$out" 2>"$err" &
+		"${extra[@]}" >"$out" 2>"$err" &
 	SERVER_PID=$!
 	for ((i = 0; i < 600; i++)); do
 		grep -q '^clonebd-server ready:' "$out" 2>/dev/null && break

@@ -32,6 +32,8 @@ pub const DEFAULT_VOLUME: &str = "default";
 pub const DEFAULT_VOLUME_SIZE: u64 = 10 << 30;
 /// sled's cache; RSS is about 1.5-2x this (crates.md §1.2).
 pub const DEFAULT_SLED_CACHE: u64 = 256 << 20;
+/// Background commit interval (`--commit-interval`).
+pub const DEFAULT_COMMIT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Everything `run` needs.
 #[derive(Debug, Clone)]
@@ -58,6 +60,9 @@ pub struct Config {
     pub io_threads: usize,
     /// sled cache capacity in bytes.
     pub sled_cache: u64,
+    /// Time between background commits of block-map changes (FLUSH and FUA
+    /// commit at once regardless).
+    pub commit_interval: Duration,
     /// Snapshot policies from the config file (`[schedule]`).
     pub schedule: ScheduleConfig,
     /// Run the hourly snapshot timer (`--no-schedule` turns it off; the
@@ -127,6 +132,7 @@ impl Default for Config {
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             io_threads: 8,
             sled_cache: DEFAULT_SLED_CACHE,
+            commit_interval: DEFAULT_COMMIT_INTERVAL,
             schedule: ScheduleConfig::default(),
             schedule_timer: true,
             enable_test_hooks: false,
@@ -216,6 +222,9 @@ impl Config {
                 return Err(ConfigError::Zero(name));
             }
         }
+        if self.commit_interval.is_zero() {
+            return Err(ConfigError::Zero("commit interval"));
+        }
         self.schedule.validate()?;
         Ok(())
     }
@@ -230,6 +239,14 @@ mod tests {
         Config::default().validate().unwrap();
         assert_eq!(Config::default().listen.port(), 10809);
         assert_eq!(Config::default().admin.port(), 10810);
+    }
+
+    #[test]
+    fn a_zero_commit_interval_is_refused() {
+        let c = Config { commit_interval: Duration::ZERO, ..Config::default() };
+        let e = c.validate().unwrap_err();
+        assert!(matches!(e, ConfigError::Zero("commit interval")));
+        assert_eq!(e.to_string(), "commit interval must be greater than zero");
     }
 
     #[test]

@@ -44,6 +44,12 @@ struct Args {
     /// Block-map cache in MiB (sled; RSS is about 1.5-2x this).
     #[arg(long, value_name = "MIB", default_value_t = Config::default().sled_cache >> 20)]
     cache_mib: u64,
+    /// Seconds between background commits of block-map changes. A client's
+    /// FLUSH or FUA commits at once; this bounds how much unflushed work a
+    /// crash can undo, and how often writes that change the map (first
+    /// writes into clones and into never-written ranges) fdatasync the data.
+    #[arg(long, value_name = "SECS", default_value_t = Config::default().commit_interval.as_secs())]
+    commit_interval: u64,
     /// TOML config file; today it holds the snapshot policy, `[schedule]`
     /// and `[schedule.volumes.NAME]` (see docs/ARCHITECTURE.md "Snapshot schedule").
     #[arg(long, value_name = "FILE")]
@@ -80,6 +86,7 @@ fn main() -> anyhow::Result<()> {
         handshake_timeout: Duration::from_secs(args.handshake_timeout),
         io_threads: args.io_threads,
         sled_cache: args.cache_mib << 20,
+        commit_interval: Duration::from_secs(args.commit_interval),
         schedule: file.schedule,
         schedule_timer: !args.no_schedule,
         enable_test_hooks: args.enable_test_hooks,

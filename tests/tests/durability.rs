@@ -92,3 +92,37 @@ async fn flushed_writes_survive_kill_9_across_volumes() -> anyhow::Result<()> {
     assert!(cb.read(3 << 20, b.len() as u32).await? == b);
     Ok(())
 }
+
+/// `--commit-interval` decides when map changes nobody flushed become
+/// durable: with a long interval a `kill -9` undoes an unflushed write into
+/// a never-written range (NBD allows losing unflushed writes; the range
+/// reads as zeroes again, never as anything else) even seconds later, and
+/// with one second the background commit has made it durable by then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commit_interval_bounds_what_kill_9_undoes() -> anyhow::Result<()> {
+    let data = pattern(9, 200_000);
+    let at = 7 << 20;
+    for (interval, wait, survives) in [("3600", 3, false), ("1", 5, true)] {
+        let mut server = TestServer::start_with(&["--commit-interval", interval])?;
+        {
+            let c = connect(&server, "default").await?;
+            c.write(at, Bytes::from(data.clone()), false).await?;
+            // The server answered the write: it is in the page cache and
+            // the pending map, and only a commit makes the map durable.
+            tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
+            server.kill9()?;
+        }
+        server.restart()?;
+        let c = connect(&server, "default").await?;
+        let back = c.read(at, data.len() as u32).await?;
+        if survives {
+            assert!(
+                back == data,
+                "interval {interval}: the background commit did not keep the write"
+            );
+        } else {
+            assert!(back.iter().all(|&b| b == 0), "interval {interval}: neither old nor new data");
+        }
+    }
+    Ok(())
+}
