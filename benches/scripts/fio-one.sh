@@ -10,7 +10,8 @@
 #
 # Workloads: seqread seqwrite randread-qd1 randread-qd32 randwrite-qd1
 #   randwrite-qd32 mc4-randread mc4-randwrite mc4-seqread clone-firstwrite, and
-#   flush32 (4 KiB random writes, QD8, a FLUSH after every 32 writes).
+#   flush32 (4 KiB random writes, QD8, a FLUSH after every 32 writes), and
+#   wal (8 KiB sequential writes, QD1, a FLUSH after each: a database's log).
 # Environment: SIZE=2G RUNTIME=5 BASE=FILE (prefill image; default: SIZE of
 #   /dev/urandom made once in WORKDIR) MODE=live|clone PERF=0|1
 #   CLONEBD_SERVER CLONEBD_CLI (default: cargo build --release here)
@@ -75,6 +76,7 @@ for w in "$@"; do
 	mc4-randwrite) a="--rw=randwrite --bs=4k --iodepth=8 --numjobs=4" ;;
 	mc4-seqread) a="--rw=read --bs=1M --iodepth=8 --numjobs=4 --offset_increment=$((bytes / 4))" ;;
 	flush32) a="--rw=randwrite --bs=4k --iodepth=8 --fsync=32" ;;
+	wal) a="--rw=write --bs=8k --iodepth=1 --fsync=1" ;;
 	clone-firstwrite)
 		a="--rw=write:60k --bs=4k --iodepth=1 --number_ios=$((bytes / 65536))"
 		timing=(--runtime="$RUNTIME")

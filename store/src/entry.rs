@@ -46,6 +46,14 @@ pub(crate) fn touched(chunk_size: u32, off: u64, len: u64) -> u32 {
     normalize(chunk_size, mask)
 }
 
+/// Whether a write touching `touched` adds sub-blocks to a partial chunk
+/// holding `mask` right next to ones it holds (or overlaps them and adds
+/// more): the shape of a sequential run through the chunk.
+pub(crate) fn extends_a_run(mask: u32, touched: u32) -> bool {
+    let added = touched & !mask;
+    added & (mask << 1 | mask >> 1) != 0
+}
+
 /// The sub-blocks that `[off, off + len)` inside a chunk covers only in
 /// part (at most its first and its last).
 pub(crate) fn partly_touched(chunk_size: u32, off: u64, len: u64) -> u32 {
@@ -307,5 +315,12 @@ mod tests {
         assert_eq!(partly_touched(65536, 61440 + 1, 4095), 1 << 15);
         assert_eq!(normalize(65536, 0xffff), FULL);
         assert_eq!(normalize(65536, 0x7fff), 0x7fff);
+        // after, before, overlapping and adding, far away, nothing added
+        assert!(extends_a_run(0b0011, 0b1100));
+        assert!(extends_a_run(0b1000, 0b0100));
+        assert!(extends_a_run(0b0010, 0b0110));
+        assert!(!extends_a_run(0b0001, 0b0100));
+        assert!(!extends_a_run(0b0110, 0b0010));
+        assert!(extends_a_run(1 << 15, 1 << 14));
     }
 }

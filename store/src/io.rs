@@ -8,7 +8,8 @@ use std::sync::atomic::Ordering;
 use crate::data::DataFiles;
 use crate::engine::Engine;
 use crate::entry::{
-    FULL, GROUP_SLOTS, GroupEntry, SLOTS, Slot, normalize, partly_touched, sub_blocks, touched,
+    FULL, GROUP_SLOTS, GroupEntry, SLOTS, Slot, extends_a_run, normalize, partly_touched,
+    sub_blocks, touched,
 };
 use crate::error::StoreError;
 use crate::export::Extent;
@@ -342,21 +343,31 @@ impl Engine {
                         // A write that adds sub-blocks to a partial chunk
                         // adds them to its mask (one map update, no copy);
                         // an edge sub-block it covers only in part first
-                        // takes the rest from below.
+                        // takes the rest from below. A write next to what
+                        // the chunk holds is most likely part of a run (a
+                        // WAL, a file being written): it completes the
+                        // chunk instead, so the rest of the run overwrites
+                        // in place. Every map update makes the next FLUSH
+                        // commit the map (a second fsync), which under
+                        // pgbench on a clone cost more than the copy.
                         let below = match r.slots[p.slot] {
                             Res::Partial { below, .. } => below,
                             _ => Base::ZERO,
                         };
-                        let edges = partly_touched(node.chunk_size, p.off, p.len) & !mask;
+                        let part = partly_touched(node.chunk_size, p.off, p.len);
+                        let (fill, mask) = if extends_a_run(mask, touched) {
+                            (!mask & !(touched & !part), FULL)
+                        } else {
+                            (part & !mask, normalize(node.chunk_size, mask | touched))
+                        };
                         self.fill_sub_blocks(
                             class,
                             node.chunk_size,
                             id,
                             below,
-                            edges,
+                            fill,
                             &mut scratch,
                         )?;
-                        let mask = normalize(node.chunk_size, mask | touched);
                         entry
                             .get_or_insert_with(|| base(&r, head))
                             .set(p.slot, Slot::Chunk { id, owned: true, mask });

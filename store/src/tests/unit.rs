@@ -455,20 +455,34 @@ fn partial_chunks_copy_only_what_a_clone_writes() {
     // an unaligned first write merges the rest of its two edge sub-blocks
     write(&s, &mut want, 4 * cs + 4000, 200, 5);
     assert_eq!(copied(&s), 2 * 4096 - 200);
-    // extending: aligned (no copy), then unaligned into a sub-block the
-    // chunk lacks (its edge is filled from the origin), then inside one it has
+    // extending away from what the chunk holds: aligned (no copy), then
+    // unaligned into a sub-block the chunk lacks (its edge is filled from
+    // the origin), then inside one it has
     let before = copied(&s);
-    write(&s, &mut want, 4096, 4096, 6);
+    write(&s, &mut want, 8 * 4096, 4096, 6);
     assert_eq!(copied(&s), before);
     write(&s, &mut want, cs + 2 * 4096 + 100, 50, 7);
     assert_eq!(copied(&s), before + 4096);
     write(&s, &mut want, cs + 5 * 4096 + 10, 10, 8);
     assert_eq!(copied(&s), before + 4096);
     assert_eq!(s.stats().copy_ups, 5, "extensions are not copy-ups");
-    // a whole chunk written in pieces becomes a plain chunk
-    for i in 1..16 {
+    assert_eq!(read_all(&s, "c"), want);
+    // a write right after what a chunk holds (a sequential run) completes
+    // it: everything it neither holds nor now overwrites comes from below,
+    // and the rest of the run overwrites in place with nothing copied
+    let before = copied(&s);
+    write(&s, &mut want, 3 * cs + 4096, 4096, 9);
+    assert_eq!(copied(&s), before + cs - 2 * 4096);
+    for i in 2..16 {
         write(&s, &mut want, 3 * cs + i * 4096, 4096, 9);
     }
+    assert_eq!(copied(&s), before + cs - 2 * 4096);
+    // so does an unaligned one overlapping the held sub-blocks of chunk 1
+    // (5 and 6, and 2 from above): its edges are partly written, so all 13
+    // unheld sub-blocks are copied (whole, as an edge fill counts them)
+    let before = copied(&s);
+    write(&s, &mut want, cs + 7 * 4096 - 1000, 3000, 11);
+    assert_eq!(copied(&s), before + 13 * 4096);
     assert_eq!(read_all(&s, "c"), want);
     assert_eq!(read_all(&s, "o@s"), pattern(7, 0, MIB as usize));
     check_invariants(&s);
