@@ -53,6 +53,8 @@ pub struct ScheduleMetrics {
 pub(crate) struct StoreGauges {
     pub(crate) copy_ups: IntCounter,
     pub(crate) copy_up_bytes: IntCounter,
+    pub(crate) commits: IntCounter,
+    pub(crate) map_commits: IntCounter,
     pub(crate) chunks_allocated: IntCounter,
     pub(crate) chunks_freed: IntCounter,
     pub(crate) bytes_freed: IntCounter,
@@ -203,6 +205,15 @@ impl Metrics {
                 "Bytes copy-ups and flatten copied from a snapshot or origin besides the written ones \
                  (a 4 KiB first write into a clone copies none: it makes a partial chunk)",
             ),
+            commits: c(
+                "commits_total",
+                "Commits that made writes durable (a client's FLUSH or FUA, or the background commit)",
+            ),
+            map_commits: c(
+                "map_commits_total",
+                "Commits that also wrote block-map changes to sled (a second fsync after the data \
+                 files'); FLUSHes after overwrites in place need none",
+            ),
             chunks_allocated: c("chunks_allocated_total", "Chunks allocated, copy-ups included"),
             chunks_freed: c("gc_chunks_freed_total", "Chunks freed by GC"),
             bytes_freed: c("gc_bytes_freed_total", "Bytes freed by GC"),
@@ -314,6 +325,8 @@ impl Metrics {
         let stats = store.stats();
         catch_up(&g.copy_ups, stats.copy_ups);
         catch_up(&g.copy_up_bytes, stats.copy_up_bytes);
+        catch_up(&g.commits, stats.commits);
+        catch_up(&g.map_commits, stats.map_commits);
         catch_up(&g.chunks_allocated, stats.chunks_allocated);
         catch_up(&g.chunks_freed, stats.gc_chunks_freed);
         catch_up(&g.bytes_freed, stats.gc_bytes_freed);

@@ -66,6 +66,11 @@ pub(crate) struct WriteStats {
     /// Bytes copied into new or partial chunks from below (a snapshot's
     /// chunk, the origin's, or zeroes), the request's own bytes excluded.
     pub(crate) copy_up_bytes: AtomicU64,
+    /// Commits that had anything to make durable (FLUSH, FUA, background).
+    pub(crate) commits: AtomicU64,
+    /// Of those, the ones that wrote to sled (map, allocator or catalog
+    /// changes) and so paid sled's flush and fsync after the data files'.
+    pub(crate) map_commits: AtomicU64,
 }
 
 #[derive(Default)]

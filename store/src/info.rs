@@ -71,6 +71,11 @@ pub struct StoreStats {
     pub copy_ups: u64,
     /// Bytes those copy-ups (and flatten) copied besides the written ones.
     pub copy_up_bytes: u64,
+    /// Commits that made something durable (FLUSH, FUA, background).
+    pub commits: u64,
+    /// Of those, commits that also wrote the block map (or allocator or
+    /// catalog) to sled, paying its flush and fsync.
+    pub map_commits: u64,
     /// Chunks allocated, copy-ups included.
     pub chunks_allocated: u64,
     /// Chunks freed by GC.

@@ -323,3 +323,31 @@ fn the_grafana_dashboard_queries_only_metrics_the_server_exports() -> anyhow::Re
     assert!(missing.is_empty(), "the dashboard queries metrics /metrics lacks: {missing:?}");
     Ok(())
 }
+
+/// `clonebd_commits_total` counts every commit a FLUSH caused;
+/// `clonebd_map_commits_total` only those that had block-map changes to
+/// write (and so a second fsync): FLUSHes after overwrites in place have none.
+#[test]
+fn commit_counters_tell_map_commits_from_data_only_ones() -> anyhow::Result<()> {
+    // no background commit between the scrapes
+    let server = TestServer::start_with(&["--commit-interval", "3600"])?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let client = rt.block_on(NbdClient::connect(server.nbd, ConnectOptions::modern("default")))?;
+    let counts = || -> anyhow::Result<(f64, f64)> {
+        let m = scrape(&server)?;
+        Ok((m.get("clonebd_commits_total", &[]), m.get("clonebd_map_commits_total", &[])))
+    };
+    let (c0, m0) = counts()?;
+    rt.block_on(client.write(1 << 20, Bytes::from(vec![1u8; 100_000]), false))?;
+    rt.block_on(client.flush())?;
+    assert_eq!(counts()?, (c0 + 1.0, m0 + 1.0), "first writes allocate chunks");
+    for i in 0..2u64 {
+        rt.block_on(client.write((1 << 20) + i * 4096, Bytes::from(vec![2u8; 4096]), false))?;
+        rt.block_on(client.flush())?;
+    }
+    assert_eq!(counts()?, (c0 + 3.0, m0 + 1.0), "overwrites in place need no map commit");
+    rt.block_on(client.flush())?;
+    assert_eq!(counts()?, (c0 + 3.0, m0 + 1.0), "nothing to commit");
+    rt.block_on(client.disconnect())?;
+    Ok(())
+}

@@ -515,3 +515,44 @@ fn partial_chunks_copy_only_what_a_clone_writes() {
     assert_eq!(read_all(&s, "c"), want);
     check_invariants(&s);
 }
+
+#[test]
+fn a_flush_after_overwrites_in_place_leaves_sled_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    // no background commit between the steps below
+    c.commit_interval = std::time::Duration::from_secs(3600);
+    let s = Store::open(c).unwrap();
+    s.create_volume("v", 4 * MIB, 65536).unwrap().unwrap();
+    let e = s.open_export("v").unwrap();
+    let counts = |s: &Store| (s.stats().commits, s.stats().map_commits);
+    let (c0, m0) = counts(&s);
+    // a first write allocates: its commit writes the map
+    e.write(70_000, &[1; 9000]).unwrap();
+    e.commit().unwrap();
+    assert_eq!(counts(&s), (c0 + 1, m0 + 1));
+    // overwrites in place: the data files are synced, sled is not touched
+    e.write(70_100, &[2; 100]).unwrap();
+    e.commit().unwrap();
+    e.write(75_000, &[3; 4096]).unwrap();
+    e.commit().unwrap();
+    assert_eq!(counts(&s), (c0 + 3, m0 + 1));
+    // nothing written since: no commit at all
+    e.commit().unwrap();
+    assert_eq!(counts(&s), (c0 + 3, m0 + 1));
+    // a snapshot turns the next write into a copy-up, which writes the map
+    s.create_snapshot("v", Some("s"), SnapshotKind::Manual).unwrap().unwrap();
+    let (c1, m1) = counts(&s);
+    e.write(70_100, &[4; 100]).unwrap();
+    e.commit().unwrap();
+    assert_eq!(counts(&s), (c1 + 1, m1 + 1));
+    let mut want = vec![0u8; 4 * MIB as usize];
+    want[70_000..79_000].fill(1);
+    want[70_100..70_200].fill(4);
+    want[75_000..79_096].fill(3);
+    s.close().unwrap();
+    drop((e, s));
+    let s = open(&dir);
+    assert_eq!(read_all(&s, "v"), want);
+    check_invariants(&s);
+}
