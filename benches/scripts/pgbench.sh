@@ -11,8 +11,13 @@
 #   qemu-qcow2     qemu-nbd on a fresh qcow2 overlay whose backing file is a
 #                  copy of that raw file taken right after pgbench -i, measured
 #
-# Every measured run starts from a fresh mount (cold ext4 cache) and a fresh
-# postmaster, then runs `pgbench -c CLIENTS -j JOBS -T SECONDS` (TPC-B-like).
+# Every measured run starts from the post-init state (the live volume rolled
+# back to its snapshot, a new clone, the raw file copied back, a new overlay),
+# after a `sync`, from a fresh mount (cold ext4 cache) and a fresh postmaster,
+# then runs `pgbench -c CLIENTS -j JOBS -T SECONDS` (TPC-B-like). ROUNDS
+# rounds, the order reversed every other round (the machine drifts: whoever
+# runs first would otherwise always run first); the table has the median TPS
+# and each round's.
 # qemu-nbd runs as `-t --cache=writeback --aio=threads`. Prints a TPS table
 # (format in benches/README.md); progress goes to stderr.
 #
@@ -21,6 +26,7 @@
 #
 # Environment (all optional):
 #   SCALE=20 SECONDS_RUN=30 CLIENTS=4 JOBS=2   pgbench -s / -T / -c / -j
+#   ROUNDS=2         measured rounds (each export once per round)
 #   VOLSIZE=4G       size of every export (thin / sparse)
 #   TARGETS="clonebd-live clonebd-clone qemu-raw qemu-qcow2"  (a subset works,
 #                    but clonebd-clone needs clonebd-live and qemu-qcow2 needs qemu-raw)
@@ -40,6 +46,7 @@ SECONDS_RUN=${SECONDS_RUN:-30}
 CLIENTS=${CLIENTS:-4}
 JOBS=${JOBS:-2}
 VOLSIZE=${VOLSIZE:-4G}
+ROUNDS=${ROUNDS:-2}
 TARGETS=${TARGETS:-"clonebd-live clonebd-clone qemu-raw qemu-qcow2"}
 PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
 KEEP=${KEEP:-0}
@@ -56,6 +63,7 @@ has_target() { [[ " $TARGETS " == *" $1 "* ]]; }
 has_target clonebd-clone && ! has_target clonebd-live && die "clonebd-clone needs clonebd-live in TARGETS"
 has_target qemu-qcow2 && ! has_target qemu-raw && die "qemu-qcow2 needs qemu-raw in TARGETS"
 size_bytes=$(numfmt --from=iec "${VOLSIZE%B}") || die "bad VOLSIZE=$VOLSIZE"
+[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "bad ROUNDS=$ROUNDS"
 
 pkgs=()
 [[ -x $PGBIN/initdb && -x $PGBIN/pgbench ]] || pkgs+=(postgresql-15 postgresql-contrib)
@@ -257,33 +265,29 @@ init_db() { # name uri
 
 declare -A TPS=() LAT=()
 measure() { # name uri
+	sync
 	attach "$1" "$2"
 	mount_loop
 	pg_start "$MNT/pgdata"
 	say "  $1: pgbench -c $CLIENTS -j $JOBS -T $SECONDS_RUN"
 	"${PGBENCH[@]}" -c "$CLIENTS" -j "$JOBS" -T "$SECONDS_RUN" bench >"$LOGS/pgbench-$1.log" 2>&1 ||
 		die "pgbench on $1 failed"
-	TPS[$1]=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$LOGS/pgbench-$1.log" | tail -n 1)
-	LAT[$1]=$(sed -n 's/^latency average = \([0-9.]*\) ms/\1/p' "$LOGS/pgbench-$1.log" | tail -n 1)
+	local tps lat
+	tps=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$LOGS/pgbench-$1.log" | tail -n 1)
+	lat=$(sed -n 's/^latency average = \([0-9.]*\) ms/\1/p' "$LOGS/pgbench-$1.log" | tail -n 1)
+	say "  $1: $tps TPS"
+	TPS[$1]+="$tps " LAT[$1]+="$lat "
 	detach
 }
 
-# --- clonebd: live volume and a clone of its post-init snapshot
+# --- setup: each export initialised once; rounds start from that state
 if has_target clonebd-live; then
 	start_clonebd
 	say "clonebd: $(grep '^clonebd-server ready:' "$LOGS/clonebd.out")"
 	cbd volume create pg --size "$size_bytes"
 	init_db clonebd-init "nbd://$CLONEBD_NBD/pg"
 	cbd snapshot create pg --name init
-	has_target clonebd-clone && cbd clone create pg@init pg-clone
-	measure clonebd-live "nbd://$CLONEBD_NBD/pg"
-	has_target clonebd-clone && measure clonebd-clone "nbd://$CLONEBD_NBD/pg-clone"
-	CLONEBD_HWM=$(sed -n 's/^VmHWM:[[:space:]]*\([0-9]*\) kB/\1/p' "/proc/$SERVER_PID/status")
-	stop_pid "$SERVER_PID"
-	SERVER_PID=""
 fi
-
-# --- qemu-nbd: raw file, and a qcow2 overlay on a copy of it taken after init
 if has_target qemu-raw; then
 	raw=$work/images/raw.img base=$work/images/base.img overlay=$work/images/overlay.qcow2
 	truncate -s "$size_bytes" "$raw"
@@ -291,30 +295,74 @@ if has_target qemu-raw; then
 	say "qemu-nbd: $(qemu-nbd --version | head -n 1)"
 	init_db qemu-init "$QEMU_URI"
 	stop_qemu
-	if has_target qemu-qcow2; then
-		cp --sparse=always "$raw" "$base"
+	cp --sparse=always "$raw" "$base"
+fi
+
+# one measured run of one export, from the post-init state
+run_target() { # name round
+	case $1 in
+	clonebd-live)
+		(($2 == 1)) || cbd rollback pg@init
+		measure clonebd-live "nbd://$CLONEBD_NBD/pg"
+		;;
+	clonebd-clone)
+		(($2 == 1)) || cbd volume delete pg-clone
+		cbd clone create pg@init pg-clone
+		measure clonebd-clone "nbd://$CLONEBD_NBD/pg-clone"
+		;;
+	qemu-raw)
+		cp --sparse=always "$base" "$raw"
+		start_qemu raw "$raw"
+		measure qemu-raw "$QEMU_URI"
+		stop_qemu
+		;;
+	qemu-qcow2)
+		rm -f "$overlay"
 		qemu-img create -q -f qcow2 -b "$base" -F raw "$overlay"
-	fi
-	start_qemu raw "$raw"
-	measure qemu-raw "$QEMU_URI"
-	stop_qemu
-	if has_target qemu-qcow2; then
 		start_qemu qcow2 "$overlay"
 		measure qemu-qcow2 "$QEMU_URI"
 		stop_qemu
+		;;
+	esac
+}
+
+order=()
+for t in clonebd-live clonebd-clone qemu-raw qemu-qcow2; do
+	has_target "$t" && order+=("$t")
+done
+for ((round = 1; round <= ROUNDS; round++)); do
+	say "round $round of $ROUNDS"
+	if ((round % 2 == 1)); then
+		for ((i = 0; i < ${#order[@]}; i++)); do run_target "${order[i]}" "$round"; done
+	else
+		for ((i = ${#order[@]} - 1; i >= 0; i--)); do run_target "${order[i]}" "$round"; done
 	fi
+done
+if [[ -n ${SERVER_PID:-} ]]; then
+	CLONEBD_HWM=$(sed -n 's/^VmHWM:[[:space:]]*\([0-9]*\) kB/\1/p' "/proc/$SERVER_PID/status")
+	stop_pid "$SERVER_PID"
+	SERVER_PID=""
 fi
 
 # --- report
 echo "pgbench end to end: PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}') on ext4 on nbdfuse + losetup --direct-io=on"
 echo "pgbench -s $SCALE, -c $CLIENTS -j $JOBS -T $SECONDS_RUN; exports $VOLSIZE"
 echo
-echo "| export | TPS | latency avg ms | vs qemu-raw | vs qemu-qcow2 |"
-echo "|---|---:|---:|---:|---:|"
+echo "| export | TPS (median) | each round | latency avg ms (median) | vs qemu-raw | vs qemu-qcow2 |"
+echo "|---|---:|---:|---:|---:|---:|"
 ratio() { [[ -n ${2:-} ]] && awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }' || echo n/a; }
-for t in clonebd-live clonebd-clone qemu-raw qemu-qcow2; do
-	[[ -n ${TPS[$t]:-} ]] || continue
-	echo "| $t | $(printf '%.1f' "${TPS[$t]}") | ${LAT[$t]} | $(ratio "${TPS[$t]}" "${TPS[qemu-raw]:-}") | $(ratio "${TPS[$t]}" "${TPS[qemu-qcow2]:-}") |"
+median() { # values [printf format]
+	tr ' ' '\n' <<<"$1" | grep . | sort -g |
+		awk -v f="${2:-%.1f}" '{ v[NR] = $1 } END { printf f, (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+declare -A MED=()
+for t in "${order[@]}"; do
+	[[ -n ${TPS[$t]:-} ]] && MED[$t]=$(median "${TPS[$t]}")
+done
+for t in "${order[@]}"; do
+	[[ -n ${MED[$t]:-} ]] || continue
+	each=$(for v in ${TPS[$t]}; do printf '%.1f ' "$v"; done)
+	echo "| $t | ${MED[$t]} | ${each% } | $(median "${LAT[$t]}" %.3f) | $(ratio "${MED[$t]}" "${MED[qemu-raw]:-}") | $(ratio "${MED[$t]}" "${MED[qemu-qcow2]:-}") |"
 done
 [[ -n ${CLONEBD_HWM:-} ]] && echo && echo "clonebd-server peak RSS (VmHWM): $((CLONEBD_HWM / 1024)) MiB"
 exit 0
