@@ -46,12 +46,16 @@ pub(crate) fn touched(chunk_size: u32, off: u64, len: u64) -> u32 {
     normalize(chunk_size, mask)
 }
 
-/// Whether a write touching `touched` adds sub-blocks to a partial chunk
-/// holding `mask` right next to ones it holds (or overlaps them and adds
-/// more): the shape of a sequential run through the chunk.
+/// Whether a write touching `touched` continues a sequential run through a
+/// partial chunk holding `mask`: the held sub-blocks form one run of at
+/// least two and the write adds sub-blocks starting right after it. Random
+/// writes almost never do: a chunk's second random write would have to land
+/// right after its first, and its third right after that.
 pub(crate) fn extends_a_run(mask: u32, touched: u32) -> bool {
     let added = touched & !mask;
-    added & (mask << 1 | mask >> 1) != 0
+    let run = mask.checked_shr(mask.trailing_zeros()).unwrap_or(0);
+    let one_run = run >= 0b11 && run & run.wrapping_add(1) == 0;
+    one_run && added != 0 && added.trailing_zeros() == 32 - mask.leading_zeros()
 }
 
 /// The sub-blocks that `[off, off + len)` inside a chunk covers only in
@@ -315,12 +319,19 @@ mod tests {
         assert_eq!(partly_touched(65536, 61440 + 1, 4095), 1 << 15);
         assert_eq!(normalize(65536, 0xffff), FULL);
         assert_eq!(normalize(65536, 0x7fff), 0x7fff);
-        // after, before, overlapping and adding, far away, nothing added
+        // right after one run of two or more, overlapping its end and adding
         assert!(extends_a_run(0b0011, 0b1100));
-        assert!(extends_a_run(0b1000, 0b0100));
-        assert!(extends_a_run(0b0010, 0b0110));
+        assert!(extends_a_run(0b0110, 0b1000));
+        assert!(extends_a_run(0b0110, 0b1100));
+        assert!(extends_a_run(0x7fff, 1 << 15));
+        // after a single sub-block, before a run, away from it, after two
+        // runs, nothing added
+        assert!(!extends_a_run(0b0010, 0b0110));
+        assert!(!extends_a_run(0b0001, 0b0010));
+        assert!(!extends_a_run(0b11000, 0b00100));
+        assert!(!extends_a_run(1 << 15, 1 << 14));
         assert!(!extends_a_run(0b0001, 0b0100));
+        assert!(!extends_a_run(0b1001, 0b110000));
         assert!(!extends_a_run(0b0110, 0b0010));
-        assert!(extends_a_run(1 << 15, 1 << 14));
     }
 }

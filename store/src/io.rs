@@ -343,13 +343,13 @@ impl Engine {
                         // A write that adds sub-blocks to a partial chunk
                         // adds them to its mask (one map update, no copy);
                         // an edge sub-block it covers only in part first
-                        // takes the rest from below. A write next to what
-                        // the chunk holds is most likely part of a run (a
-                        // WAL, a file being written): it completes the
-                        // chunk instead, so the rest of the run overwrites
-                        // in place. Every map update makes the next FLUSH
-                        // commit the map (a second fsync), which under
-                        // pgbench on a clone cost more than the copy.
+                        // takes the rest from below. A write that continues
+                        // the one run of sub-blocks the chunk holds is most
+                        // likely part of a sequential run (a WAL, a file
+                        // being written): it completes the chunk instead,
+                        // so the rest of the run overwrites in place. Every
+                        // map update makes the next FLUSH commit the map
+                        // (a second fsync); a WAL paid that at every write.
                         let below = match r.slots[p.slot] {
                             Res::Partial { below, .. } => below,
                             _ => Base::ZERO,

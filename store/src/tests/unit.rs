@@ -467,22 +467,31 @@ fn partial_chunks_copy_only_what_a_clone_writes() {
     assert_eq!(copied(&s), before + 4096);
     assert_eq!(s.stats().copy_ups, 5, "extensions are not copy-ups");
     assert_eq!(read_all(&s, "c"), want);
-    // a write right after what a chunk holds (a sequential run) completes
-    // it: everything it neither holds nor now overwrites comes from below,
-    // and the rest of the run overwrites in place with nothing copied
+    // a write right after a run of sub-blocks a chunk holds (a sequential
+    // run) completes it once the run is two long: everything it neither
+    // holds nor now overwrites comes from below, and the rest of the run
+    // overwrites in place with nothing copied
     let before = copied(&s);
     write(&s, &mut want, 3 * cs + 4096, 4096, 9);
-    assert_eq!(copied(&s), before + cs - 2 * 4096);
-    for i in 2..16 {
+    assert_eq!(copied(&s), before);
+    write(&s, &mut want, 3 * cs + 2 * 4096, 4096, 9);
+    assert_eq!(copied(&s), before + cs - 3 * 4096);
+    for i in 3..16 {
         write(&s, &mut want, 3 * cs + i * 4096, 4096, 9);
     }
-    assert_eq!(copied(&s), before + cs - 2 * 4096);
-    // so does an unaligned one overlapping the held sub-blocks of chunk 1
-    // (5 and 6, and 2 from above): its edges are partly written, so all 13
-    // unheld sub-blocks are copied (whole, as an edge fill counts them)
+    assert_eq!(copied(&s), before + cs - 3 * 4096);
+    // not when the chunk holds two runs (chunk 1 holds 2, 5 and 6): the
+    // write next to them only extends the mask, copying its edge sub-block
     let before = copied(&s);
-    write(&s, &mut want, cs + 7 * 4096 - 1000, 3000, 11);
-    assert_eq!(copied(&s), before + 13 * 4096);
+    write(&s, &mut want, cs + 7 * 4096 + 100, 100, 11);
+    assert_eq!(copied(&s), before + 4096);
+    // an unaligned write overlapping the end of a chunk's one run completes
+    // it: its edges are partly written, so all 14 unheld sub-blocks are
+    // copied (whole, as an edge fill counts them)
+    write(&s, &mut want, 5 * cs + 3 * 4096, 8192, 12);
+    let before = copied(&s);
+    write(&s, &mut want, 5 * cs + 5 * 4096 - 1000, 3000, 13);
+    assert_eq!(copied(&s), before + 14 * 4096);
     assert_eq!(read_all(&s, "c"), want);
     assert_eq!(read_all(&s, "o@s"), pattern(7, 0, MIB as usize));
     check_invariants(&s);
