@@ -103,6 +103,12 @@ impl Engine {
         //    A crash between batches can leak chunks but never share one.
         let mut batch: Vec<KeyOp> = Vec::new();
         let mut applied = false;
+        let mut apply = |batch: &mut Vec<KeyOp>| -> Result<(), StoreError> {
+            self.meta.apply(batch)?;
+            applied = true;
+            batch.clear();
+            Ok(())
+        };
         for (class, &h) in hwm.iter().enumerate() {
             if h != durable_hwm[class] {
                 let class = u8::try_from(class).unwrap_or(0);
@@ -115,9 +121,7 @@ impl Engine {
         let mut last_group = None;
         for (&(n, g, b), v) in &generation.entries {
             if batch.len() >= MAX_BATCH && last_group != Some((n, g)) {
-                self.meta.apply(&batch)?;
-                applied = true;
-                batch.clear();
+                apply(&mut batch)?;
             }
             let k = map_key(n, g, b).to_vec();
             batch.push(match v {
@@ -128,17 +132,13 @@ impl Engine {
         }
         for &(class, id) in &generation.freed {
             if batch.len() >= MAX_BATCH {
-                self.meta.apply(&batch)?;
-                applied = true;
-                batch.clear();
+                apply(&mut batch)?;
             }
             batch.push(KeyOp::Put(free_key(class, id).to_vec(), Vec::new()));
         }
         for (&(n, b), &v) in &generation.owned {
             if batch.len() >= MAX_BATCH {
-                self.meta.apply(&batch)?;
-                applied = true;
-                batch.clear();
+                apply(&mut batch)?;
             }
             let k = owned_key(n, b).to_vec();
             batch.push(if v == 0 {
@@ -148,14 +148,11 @@ impl Engine {
             });
         }
         if !batch.is_empty() && batch.len() + generation.extras.len() > MAX_BATCH {
-            self.meta.apply(&batch)?;
-            applied = true;
-            batch.clear();
+            apply(&mut batch)?;
         }
         batch.extend(generation.extras.iter().cloned());
         if !batch.is_empty() {
-            self.meta.apply(&batch)?;
-            applied = true;
+            apply(&mut batch)?;
         }
         // 3-4. sled flush (sync_file_range) + fsync of sled's files, when
         //    this commit wrote to sled. A FLUSH after overwrites in place
