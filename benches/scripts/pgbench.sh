@@ -27,6 +27,9 @@
 # Environment (all optional):
 #   SCALE=20 SECONDS_RUN=30 CLIENTS=4 JOBS=2   pgbench -s / -T / -c / -j
 #   ROUNDS=2         measured rounds (each export once per round)
+#   CHUNK_SIZE=64K   chunk size of the clonebd volume (the server's default;
+#                    16K copies less per first write after a snapshot but
+#                    measured slower: BENCHMARKS.md, pgbench section)
 #   VOLSIZE=4G       size of every export (thin / sparse)
 #   TARGETS="clonebd-live clonebd-clone qemu-raw qemu-qcow2"  (a subset works,
 #                    but clonebd-clone needs clonebd-live and qemu-qcow2 needs qemu-raw)
@@ -47,6 +50,7 @@ CLIENTS=${CLIENTS:-4}
 JOBS=${JOBS:-2}
 VOLSIZE=${VOLSIZE:-4G}
 ROUNDS=${ROUNDS:-2}
+CHUNK_SIZE=${CHUNK_SIZE:-64K}
 TARGETS=${TARGETS:-"clonebd-live clonebd-clone qemu-raw qemu-qcow2"}
 PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
 KEEP=${KEEP:-0}
@@ -284,7 +288,7 @@ measure() { # name uri
 if has_target clonebd-live; then
 	start_clonebd
 	say "clonebd: $(grep '^clonebd-server ready:' "$LOGS/clonebd.out")"
-	cbd volume create pg --size "$size_bytes"
+	cbd volume create pg --size "$size_bytes" --chunk-size "$CHUNK_SIZE"
 	init_db clonebd-init "nbd://$CLONEBD_NBD/pg"
 	cbd snapshot create pg --name init
 fi
@@ -346,7 +350,7 @@ fi
 
 # --- report
 echo "pgbench end to end: PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}') on ext4 on nbdfuse + losetup --direct-io=on"
-echo "pgbench -s $SCALE, -c $CLIENTS -j $JOBS -T $SECONDS_RUN; exports $VOLSIZE"
+echo "pgbench -s $SCALE, -c $CLIENTS -j $JOBS -T $SECONDS_RUN; exports $VOLSIZE; clonebd chunk size $CHUNK_SIZE; $ROUNDS rounds"
 echo
 echo "| export | TPS (median) | each round | latency avg ms (median) | vs qemu-raw | vs qemu-qcow2 |"
 echo "|---|---:|---:|---:|---:|---:|"
