@@ -32,8 +32,8 @@ pub const DEFAULT_VOLUME: &str = "default";
 pub const DEFAULT_VOLUME_SIZE: u64 = 10 << 30;
 /// sled's cache; RSS is about 1.5-2x this (crates.md §1.2).
 pub const DEFAULT_SLED_CACHE: u64 = 256 << 20;
-/// Background commit interval (`--commit-interval`).
-pub const DEFAULT_COMMIT_INTERVAL: Duration = Duration::from_secs(1);
+/// Background commit interval (`--commit-interval`): the store's own default.
+pub const DEFAULT_COMMIT_INTERVAL: Duration = store::DEFAULT_COMMIT_INTERVAL;
 
 /// Everything `run` needs.
 #[derive(Debug, Clone)]

@@ -22,6 +22,9 @@ use crate::node::NodeState;
 use crate::pending::{Allocator, Pending};
 use crate::record::{Life, NodeRec, SnapRec};
 
+/// How often the background thread commits, unless configured.
+pub const DEFAULT_COMMIT_INTERVAL: Duration = Duration::from_secs(1);
+
 /// How to open a store.
 #[derive(Clone, Debug)]
 pub struct StoreConfig {
@@ -47,7 +50,7 @@ impl StoreConfig {
         StoreConfig {
             dir: dir.into(),
             cache_capacity: 256 << 20,
-            commit_interval: Duration::from_secs(1),
+            commit_interval: DEFAULT_COMMIT_INTERVAL,
             gc_pause: Duration::from_millis(10),
             map_cache_bytes: 64 << 20,
         }

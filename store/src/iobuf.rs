@@ -2,12 +2,15 @@
 //! buffer a file or socket read copies into.
 //!
 //! The kernel copies a `pread` or `recv` into user memory with `rep movsb`.
-//! On this project's benchmark machine (AMD EPYC, FSRM) that copy runs at
-//! 12 GB/s into a 64-byte-aligned buffer and at 2.1-2.7 GB/s into one 16
-//! bytes past a line, which is where glibc puts a large `Vec` (an mmap'd
-//! chunk's header is 16 bytes). Under 1 MiB sequential reads that copy was
-//! most of the server's CPU (BENCHMARKS.md, "Aligned buffers"). Copies out
-//! of user memory (`pwrite`, `send`) do not care.
+//! On this project's benchmark machine (AMD EPYC, FSRM) that copy is 4-5
+//! times slower when the destination lies 1-63 bytes past the source modulo
+//! 4 KiB. Page-cache pages start on a page, and glibc puts a large `Vec` 16
+//! bytes past one (an mmap'd chunk's header): 2.1-2.7 GB/s instead of 12.
+//! A destination on a cache line is never 1-63 bytes past a page (or a line).
+//! Under 1 MiB sequential reads that copy was most of the server's CPU
+//! (BENCHMARKS.md, "Aligned buffers"; `cargo bench -p clonebd-benches
+//! --bench alignment`). Copies out of user memory (`pwrite`, `send`) do
+//! not care.
 
 use std::ops::{Deref, DerefMut};
 
@@ -64,18 +67,6 @@ impl Deref for IoBuf {
 impl DerefMut for IoBuf {
     fn deref_mut(&mut self) -> &mut [u8] {
         &mut self.vec[self.start..self.start + self.len]
-    }
-}
-
-impl AsRef<[u8]> for IoBuf {
-    fn as_ref(&self) -> &[u8] {
-        self
-    }
-}
-
-impl AsMut<[u8]> for IoBuf {
-    fn as_mut(&mut self) -> &mut [u8] {
-        self
     }
 }
 

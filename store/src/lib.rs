@@ -41,7 +41,7 @@ mod store;
 mod tests;
 
 pub use data::{DataFile, DataFileFactory, FsDataFiles};
-pub use engine::StoreConfig;
+pub use engine::{DEFAULT_COMMIT_INTERVAL, StoreConfig};
 pub use error::{ErrorKind, Refusal, StoreError};
 pub use export::{Export, Extent};
 pub use info::{
