@@ -3,16 +3,23 @@
 # attached as a block device (nbdfuse + losetup --direct-io=on; a real host
 # would use nbd-client), for four exports, same machine, same run:
 #
-#   clonebd-live   a clonebd thin volume; mkfs, initdb, pgbench -i, measured
-#   clonebd-clone  a clone of a snapshot of that volume taken right after
-#                  pgbench -i (before the live run), measured
+#   clonebd-live   a clonebd thin volume; mkfs, initdb, pgbench -i, a
+#                  snapshot `pg@init`, measured: every first write into one
+#                  of its chunks copies the chunk (as in the first minutes
+#                  after an hourly snapshot)
+#   clonebd-nosnap a volume holding the same data with no snapshot of its
+#                  own (a clone of pg@init, flattened: it owns every chunk),
+#                  measured: a live volume between snapshots, and the
+#                  like-for-like with a raw file
+#   clonebd-clone  a clone of pg@init, measured
 #   qemu-raw       qemu-nbd -f raw on a sparse raw file; mkfs, initdb,
 #                  pgbench -i, measured
 #   qemu-qcow2     qemu-nbd on a fresh qcow2 overlay whose backing file is a
 #                  copy of that raw file taken right after pgbench -i, measured
 #
 # Every measured run starts from the post-init state (the live volume rolled
-# back to its snapshot, a new clone, the raw file copied back, a new overlay),
+# back to its snapshot, a new flattened clone, a new clone, the raw file
+# copied back, a new overlay),
 # after a `sync`, from a fresh mount (cold ext4 cache) and a fresh postmaster,
 # then runs `pgbench -c CLIENTS -j JOBS -T SECONDS` (TPC-B-like). ROUNDS
 # rounds, the order reversed every other round (the machine drifts: whoever
@@ -31,8 +38,9 @@
 #                    16K copies less per first write after a snapshot but
 #                    measured slower: BENCHMARKS.md, pgbench section)
 #   VOLSIZE=4G       size of every export (thin / sparse)
-#   TARGETS="clonebd-live clonebd-clone qemu-raw qemu-qcow2"  (a subset works,
-#                    but clonebd-clone needs clonebd-live and qemu-qcow2 needs qemu-raw)
+#   TARGETS="clonebd-live clonebd-nosnap clonebd-clone qemu-raw qemu-qcow2"
+#                    (a subset works, but clonebd-nosnap and clonebd-clone need
+#                    clonebd-live, and qemu-qcow2 needs qemu-raw)
 #   WORKDIR=/var/tmp/clonebd-pgbench.XXXXXX  (deleted at the end unless KEEP=1)
 #   CLONEBD_SERVER CLONEBD_CLI   binaries (default: cargo build --release here)
 #   PGBIN=/usr/lib/postgresql/15/bin
@@ -51,7 +59,8 @@ JOBS=${JOBS:-2}
 VOLSIZE=${VOLSIZE:-4G}
 ROUNDS=${ROUNDS:-2}
 CHUNK_SIZE=${CHUNK_SIZE:-64K}
-TARGETS=${TARGETS:-"clonebd-live clonebd-clone qemu-raw qemu-qcow2"}
+ALL_TARGETS="clonebd-live clonebd-nosnap clonebd-clone qemu-raw qemu-qcow2"
+TARGETS=${TARGETS:-$ALL_TARGETS}
 PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
 KEEP=${KEEP:-0}
 
@@ -64,7 +73,9 @@ have() { command -v "$1" >/dev/null 2>&1; }
 has_target() { [[ " $TARGETS " == *" $1 "* ]]; }
 
 [[ $(id -u) == 0 ]] || die "run as root (mount, losetup)"
-has_target clonebd-clone && ! has_target clonebd-live && die "clonebd-clone needs clonebd-live in TARGETS"
+for t in clonebd-nosnap clonebd-clone; do
+	has_target $t && ! has_target clonebd-live && die "$t needs clonebd-live in TARGETS"
+done
 has_target qemu-qcow2 && ! has_target qemu-raw && die "qemu-qcow2 needs qemu-raw in TARGETS"
 size_bytes=$(numfmt --from=iec "${VOLSIZE%B}") || die "bad VOLSIZE=$VOLSIZE"
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "bad ROUNDS=$ROUNDS"
@@ -309,6 +320,12 @@ run_target() { # name round
 		(($2 == 1)) || cbd rollback pg@init
 		measure clonebd-live "nbd://$CLONEBD_NBD/pg"
 		;;
+	clonebd-nosnap)
+		(($2 == 1)) || cbd volume delete pg-nosnap
+		cbd clone create pg@init pg-nosnap
+		cbd flatten pg-nosnap
+		measure clonebd-nosnap "nbd://$CLONEBD_NBD/pg-nosnap"
+		;;
 	clonebd-clone)
 		(($2 == 1)) || cbd volume delete pg-clone
 		cbd clone create pg@init pg-clone
@@ -331,7 +348,7 @@ run_target() { # name round
 }
 
 order=()
-for t in clonebd-live clonebd-clone qemu-raw qemu-qcow2; do
+for t in $ALL_TARGETS; do
 	has_target "$t" && order+=("$t")
 done
 for ((round = 1; round <= ROUNDS; round++)); do
