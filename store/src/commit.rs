@@ -177,7 +177,7 @@ impl Engine {
     /// Whether a commit would have metadata to write. The background commit
     /// runs only then: it exists to bound the pending map, and overwrites in
     /// place (no metadata) become durable at the client's FLUSH or FUA, as
-    /// NBD promises. Syncing them every second anyway forced writeback of
+    /// NBD promises. Syncing them on the timer anyway forced writeback of
     /// every dirty page under sequential writes (BENCHMARKS.md).
     pub(crate) fn metadata_pending(&self) -> bool {
         let durable = self.committer.state.lock().durable_hwm;
