@@ -14,7 +14,7 @@ out=${OUTDIR_BASE:-/var/tmp/clonebd-bench/$(date -u +%Y%m%dT%H%M%SZ)}
 mkdir -p "$out"
 
 echo "== live volume vs peers" >&2
-MODE=live TARGET_NAME=clonebd TARGET_PREFILL=1 \
+MODE=live TARGET_NAME=clonebd TARGET_PREFILL=0 \
   TARGET_CMD="$root/benches/scripts/target.sh {PORT}" TARGET_URI='nbd://127.0.0.1:{PORT}/vol' \
   OUTDIR=$out/live PEERS=${PEERS:-"nbdkit-memory nbdkit-file qemu-nbd-raw qemu-nbd-qcow2 nbd-server"} \
   "$bench/peers.sh" | tee "$out/live.txt"

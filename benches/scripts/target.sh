@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # TARGET_CMD for ../shared/bench/peers.sh: starts clonebd in the foreground
 # (from peers.sh's point of view) on 127.0.0.1:PORT with the export `vol`.
-#   MODE=live   `vol` is a fresh, empty thin volume of BENCH_SIZE_BYTES
-#               (peers.sh prefills it with nbdcopy, TARGET_PREFILL=1)
+#   MODE=live   `vol` is a thin volume of BENCH_SIZE_BYTES holding BENCH_BASE
+#               (data phase; empty in the holes phase), imported with
+#               `nbdcopy --flush` by a first server instance on another port
+#               before this one opens PORT (TARGET_PREFILL=0): peers.sh's own
+#               prefill would leave 2 GiB of dirty page cache, written back
+#               during the first workloads, where the file peers' image was
+#               written and synced long before
 #   MODE=clone  BENCH_BASE is imported into `base`, snapshotted, and `vol`
 #               is a clone of that snapshot (TARGET_PREFILL=0): reads come
 #               from the parent, first writes copy up, as on a qcow2 overlay
@@ -14,29 +19,46 @@ dir=${BENCH_DIR:?peers.sh sets BENCH_DIR}
 size=${BENCH_SIZE_BYTES:?peers.sh sets BENCH_SIZE_BYTES}
 server=${CLONEBD_SERVER:?path of clonebd-server}
 cli=${CLONEBD_CLI:?path of clonebd}
+import=0
+[[ ${BENCH_PHASE:-data} == data && -n ${BENCH_BASE:-} ]] && import=1
 
-log=$dir/server.out
-setsid "$server" --data "$dir/data" --listen "127.0.0.1:$port" --admin 127.0.0.1:0 --no-schedule >"$log" 2>"$dir/server.err" &
-pid=$!
-trap 'kill -TERM $pid 2>/dev/null; wait $pid 2>/dev/null' TERM INT EXIT
-for _ in $(seq 1 200); do
-  grep -q '^clonebd-server ready:' "$log" 2>/dev/null && break
-  kill -0 $pid 2>/dev/null || { cat "$dir/server.err" >&2; exit 1; }
-  sleep 0.05
-done
-admin=$(sed -n 's/.* admin=\([^ ]*\).*/\1/p' "$log" | head -1)
-export CLONEBD_ADMIN=http://$admin CLONEBD_TOKEN
-CLONEBD_TOKEN=$(cat "$dir/data/admin.token")
+pid=""
+trap '[[ -n $pid ]] && kill -TERM $pid 2>/dev/null; wait 2>/dev/null' TERM INT EXIT
+# start_server LISTEN: sets pid, nbd (host:port) and the CLI's environment
+start_server() {
+  local log=$dir/server.out
+  : >"$log"
+  setsid "$server" --data "$dir/data" --listen "$1" --admin 127.0.0.1:0 --no-schedule >"$log" 2>>"$dir/server.err" &
+  pid=$!
+  for _ in $(seq 1 200); do
+    grep -q '^clonebd-server ready:' "$log" 2>/dev/null && break
+    kill -0 $pid 2>/dev/null || { cat "$dir/server.err" >&2; exit 1; }
+    sleep 0.05
+  done
+  nbd=$(sed -n 's/.* nbd=\([^ ]*\).*/\1/p' "$log" | head -1)
+  CLONEBD_ADMIN=http://$(sed -n 's/.* admin=\([^ ]*\).*/\1/p' "$log" | head -1)
+  CLONEBD_TOKEN=$(cat "$dir/data/admin.token")
+  export CLONEBD_ADMIN CLONEBD_TOKEN
+}
+
+if [[ $mode == live && $import == 1 ]]; then
+  start_server 127.0.0.1:0
+  "$cli" volume create vol --size "$size" >/dev/null
+  nbdcopy --flush "$BENCH_BASE" "nbd://$nbd/vol"
+  kill -TERM $pid
+  wait $pid || true
+fi
+start_server "127.0.0.1:$port"
 # The ready line is printed after the NBD socket is bound: create the
 # export before peers.sh's readiness probe can open it.
 if [[ $mode == clone ]]; then
   "$cli" volume create base --size "$size" >/dev/null
-  if [[ ${BENCH_PHASE:-data} == data && -n ${BENCH_BASE:-} ]]; then
-    nbdcopy --flush "$BENCH_BASE" "nbd://127.0.0.1:$port/base"
+  if [[ $import == 1 ]]; then
+    nbdcopy --flush "$BENCH_BASE" "nbd://$nbd/base"
   fi
   "$cli" snapshot create base --name golden >/dev/null
   "$cli" clone create base@golden vol >/dev/null
-else
+elif [[ $import == 0 ]]; then
   "$cli" volume create vol --size "$size" >/dev/null
 fi
 wait $pid
