@@ -1,9 +1,10 @@
-# Sourced by the bench scripts (clones20.sh, pgbench.sh): start clonebd-server
-# on ephemeral ports the way target.sh does.
+# Sourced by the bench scripts (target.sh, clones20.sh, pgbench.sh): start
+# clonebd-server on loopback.
 #
-# start_clonebd_server DATA OUT ERR
+# start_clonebd_server DATA OUT ERR [LISTEN]
 #   Starts $CLONEBD_SERVER in a session of its own with data directory DATA,
-#   stdout to OUT and stderr to ERR, waits up to 60 s for its ready line, and
+#   NBD on LISTEN (default 127.0.0.1:0, a free port), stdout to OUT and
+#   stderr to ERR, waits up to 60 s for its ready line, and
 #   sets SERVER_PID, CLONEBD_READY (the ready line), CLONEBD_NBD (host:port);
 #   exports CLONEBD_ADMIN and CLONEBD_TOKEN for the clonebd CLI. The caller
 #   provides `die MESSAGE` and stops the server (by SERVER_PID) on exit.
@@ -11,7 +12,7 @@
 start_clonebd_server() {
 	local data=$1 out=$2 err=$3 i stat extra
 	read -ra extra <<<"${CLONEBD_SERVER_ARGS:-}"
-	setsid "$CLONEBD_SERVER" --data "$data" --listen 127.0.0.1:0 --admin 127.0.0.1:0 --no-schedule \
+	setsid "$CLONEBD_SERVER" --data "$data" --listen "${4:-127.0.0.1:0}" --admin 127.0.0.1:0 --no-schedule \
 		"${extra[@]}" >"$out" 2>"$err" &
 	SERVER_PID=$!
 	for ((i = 0; i < 600; i++)); do

@@ -17,48 +17,39 @@ port=${1:?usage: target.sh PORT}
 mode=${MODE:-live}
 dir=${BENCH_DIR:?peers.sh sets BENCH_DIR}
 size=${BENCH_SIZE_BYTES:?peers.sh sets BENCH_SIZE_BYTES}
-server=${CLONEBD_SERVER:?path of clonebd-server}
+: "${CLONEBD_SERVER:?path of clonebd-server}"
 cli=${CLONEBD_CLI:?path of clonebd}
+# shellcheck source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+die() {
+	echo "target.sh: $*" >&2
+	cat "$dir/server.err" >&2 2>/dev/null
+	exit 1
+}
 import=0
 [[ ${BENCH_PHASE:-data} == data && -n ${BENCH_BASE:-} ]] && import=1
 
-pid=""
-trap '[[ -n $pid ]] && kill -TERM $pid 2>/dev/null; wait 2>/dev/null' TERM INT EXIT
-# start_server LISTEN: sets pid, nbd (host:port) and the CLI's environment
-start_server() {
-  local log=$dir/server.out
-  : >"$log"
-  setsid "$server" --data "$dir/data" --listen "$1" --admin 127.0.0.1:0 --no-schedule >"$log" 2>>"$dir/server.err" &
-  pid=$!
-  for _ in $(seq 1 200); do
-    grep -q '^clonebd-server ready:' "$log" 2>/dev/null && break
-    kill -0 $pid 2>/dev/null || { cat "$dir/server.err" >&2; exit 1; }
-    sleep 0.05
-  done
-  nbd=$(sed -n 's/.* nbd=\([^ ]*\).*/\1/p' "$log" | head -1)
-  CLONEBD_ADMIN=http://$(sed -n 's/.* admin=\([^ ]*\).*/\1/p' "$log" | head -1)
-  CLONEBD_TOKEN=$(cat "$dir/data/admin.token")
-  export CLONEBD_ADMIN CLONEBD_TOKEN
-}
+SERVER_PID=""
+trap '[[ -n $SERVER_PID ]] && kill -TERM $SERVER_PID 2>/dev/null; wait 2>/dev/null' TERM INT EXIT
 
 if [[ $mode == live && $import == 1 ]]; then
-  start_server 127.0.0.1:0
+  start_clonebd_server "$dir/data" "$dir/import.out" "$dir/import.err"
   "$cli" volume create vol --size "$size" >/dev/null
-  nbdcopy --flush "$BENCH_BASE" "nbd://$nbd/vol"
-  kill -TERM $pid
-  wait $pid || true
+  nbdcopy --flush "$BENCH_BASE" "nbd://$CLONEBD_NBD/vol"
+  kill -TERM "$SERVER_PID"
+  wait "$SERVER_PID" || true
 fi
-start_server "127.0.0.1:$port"
+start_clonebd_server "$dir/data" "$dir/server.out" "$dir/server.err" "127.0.0.1:$port"
 # The ready line is printed after the NBD socket is bound: create the
 # export before peers.sh's readiness probe can open it.
 if [[ $mode == clone ]]; then
   "$cli" volume create base --size "$size" >/dev/null
   if [[ $import == 1 ]]; then
-    nbdcopy --flush "$BENCH_BASE" "nbd://$nbd/base"
+    nbdcopy --flush "$BENCH_BASE" "nbd://$CLONEBD_NBD/base"
   fi
   "$cli" snapshot create base --name golden >/dev/null
   "$cli" clone create base@golden vol >/dev/null
 elif [[ $import == 0 ]]; then
   "$cli" volume create vol --size "$size" >/dev/null
 fi
-wait $pid
+wait "$SERVER_PID"

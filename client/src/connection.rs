@@ -71,6 +71,18 @@ impl Pending {
         );
     }
 
+    /// The request a reply chunk answers.
+    fn chunk_target(&mut self, cookie: Cookie) -> Result<&mut Waiting, ClientError> {
+        self.map.get_mut(&cookie.0).ok_or(ClientError::Unexpected("chunk for unknown cookie"))
+    }
+
+    /// Answers the request whose last chunk (DONE) arrived.
+    fn complete(&mut self, cookie: Cookie) {
+        if let Some(w) = self.map.remove(&cookie.0) {
+            let _ = w.tx.send(finish(w.kind, w.data, w.extents, w.error));
+        }
+    }
+
     fn fail_all(&mut self) {
         self.closed = true;
         for (_, w) in self.map.drain() {
@@ -221,40 +233,32 @@ async fn run(
                 buf.advance(header_len + OFFSET_LEN);
                 // A chunk with the whole READ (the usual reply) is taken as is;
                 // others land in a zeroed buffer at their offset.
-                let (whole, start) = {
+                let partial = {
                     let mut p = pending.lock().map_err(|_| ClientError::Closed)?;
-                    let w = p
-                        .map
-                        .get_mut(&cookie.0)
-                        .ok_or(ClientError::Unexpected("chunk for unknown cookie"))?;
+                    let w = p.chunk_target(cookie)?;
                     let start = data_range(w, at, len)?;
                     if w.data.is_none() && start == 0 && len as u64 == w.length {
-                        (None, 0)
+                        None
                     } else {
                         let d = match w.data.take() {
                             Some(d) => d,
                             None => zeroed_read_buffer(usize_of(w.length)?),
                         };
-                        (Some(d), start)
+                        Some((d, start))
                     }
                 };
-                let data = match whole {
+                let data = match partial {
                     None => take_data(rd, buf, len).await?,
-                    Some(mut d) => {
+                    Some((mut d, start)) => {
                         fill(rd, buf, &mut d[start..start + len]).await?;
                         d
                     }
                 };
                 let mut p = pending.lock().map_err(|_| ClientError::Closed)?;
-                let w = p
-                    .map
-                    .get_mut(&cookie.0)
-                    .ok_or(ClientError::Unexpected("chunk for unknown cookie"))?;
+                let w = p.chunk_target(cookie)?;
                 w.data = Some(data);
-                if header.is_done()
-                    && let Some(w) = p.map.remove(&cookie.0)
-                {
-                    let _ = w.tx.send(finish(w.kind, w.data, w.extents, w.error));
+                if header.is_done() {
+                    p.complete(cookie);
                 }
             }
             ReplyHeader::Chunk { flags: _, kind, cookie, .. } => {
@@ -263,15 +267,10 @@ async fn run(
                 buf.advance(header_len);
                 let payload = buf.split_to(plen);
                 let mut p = pending.lock().map_err(|_| ClientError::Closed)?;
-                let w = p
-                    .map
-                    .get_mut(&cookie.0)
-                    .ok_or(ClientError::Unexpected("chunk for unknown cookie"))?;
+                let w = p.chunk_target(cookie)?;
                 apply_chunk(w, kind, &payload, extended)?;
-                if header.is_done()
-                    && let Some(w) = p.map.remove(&cookie.0)
-                {
-                    let _ = w.tx.send(finish(w.kind, w.data, w.extents, w.error));
+                if header.is_done() {
+                    p.complete(cookie);
                 }
             }
         }
