@@ -63,6 +63,9 @@ pub struct Config {
     /// Time between background commits of block-map changes (FLUSH and FUA
     /// commit at once regardless).
     pub commit_interval: Duration,
+    /// Intent log size in bytes; 0 turns it off (every FLUSH after block-map
+    /// changes commits them).
+    pub intent_log_bytes: u64,
     /// Snapshot policies from the config file (`[schedule]`).
     pub schedule: ScheduleConfig,
     /// Run the hourly snapshot timer (`--no-schedule` turns it off; the
@@ -133,6 +136,7 @@ impl Default for Config {
             io_threads: 8,
             sled_cache: DEFAULT_SLED_CACHE,
             commit_interval: DEFAULT_COMMIT_INTERVAL,
+            intent_log_bytes: store::DEFAULT_INTENT_LOG_BYTES,
             schedule: ScheduleConfig::default(),
             schedule_timer: true,
             enable_test_hooks: false,

@@ -50,6 +50,13 @@ struct Args {
     /// writes into clones and into never-written ranges) fdatasync the data.
     #[arg(long, value_name = "SECS", default_value_t = Config::default().commit_interval.as_secs())]
     commit_interval: u64,
+    /// Size of the intent log in MiB (`DATA/intent.log`). A FLUSH after
+    /// writes that changed the block map (first writes after a snapshot,
+    /// into a clone, into never-written ranges) appends the written bytes
+    /// there with one fdatasync instead of committing the map to sled (a
+    /// second one). 0 turns it off.
+    #[arg(long, value_name = "MIB", default_value_t = Config::default().intent_log_bytes >> 20)]
+    intent_log_mib: u64,
     /// TOML config file; today it holds the snapshot policy, `[schedule]`
     /// and `[schedule.volumes.NAME]` (see docs/ARCHITECTURE.md "Snapshot schedule").
     #[arg(long, value_name = "FILE")]
@@ -87,6 +94,7 @@ fn main() -> anyhow::Result<()> {
         io_threads: args.io_threads,
         sled_cache: args.cache_mib << 20,
         commit_interval: Duration::from_secs(args.commit_interval),
+        intent_log_bytes: args.intent_log_mib << 20,
         schedule: file.schedule,
         schedule_timer: !args.no_schedule,
         enable_test_hooks: args.enable_test_hooks,

@@ -55,6 +55,7 @@ pub(crate) struct StoreGauges {
     pub(crate) copy_up_bytes: IntCounter,
     pub(crate) commits: IntCounter,
     pub(crate) map_commits: IntCounter,
+    pub(crate) intent_flushes: IntCounter,
     pub(crate) chunks_allocated: IntCounter,
     pub(crate) chunks_freed: IntCounter,
     pub(crate) bytes_freed: IntCounter,
@@ -214,6 +215,11 @@ impl Metrics {
                 "Commits that also wrote block-map changes to sled (a second fsync after the data \
                  files'); FLUSHes after overwrites in place need none",
             ),
+            intent_flushes: c(
+                "intent_log_flushes_total",
+                "FLUSHes and FUA writes made durable by appending to the intent log (one fdatasync) \
+                 instead of a commit that writes block-map changes to sled",
+            ),
             chunks_allocated: c("chunks_allocated_total", "Chunks allocated, copy-ups included"),
             chunks_freed: c("gc_chunks_freed_total", "Chunks freed by GC"),
             bytes_freed: c("gc_bytes_freed_total", "Bytes freed by GC"),
@@ -327,6 +333,7 @@ impl Metrics {
         catch_up(&g.copy_up_bytes, stats.copy_up_bytes);
         catch_up(&g.commits, stats.commits);
         catch_up(&g.map_commits, stats.map_commits);
+        catch_up(&g.intent_flushes, stats.intent_flushes);
         catch_up(&g.chunks_allocated, stats.chunks_allocated);
         catch_up(&g.chunks_freed, stats.gc_chunks_freed);
         catch_up(&g.bytes_freed, stats.gc_bytes_freed);

@@ -79,6 +79,7 @@ impl Server {
         let mut store_config = store::StoreConfig::new(config.data_dir.clone());
         store_config.cache_capacity = config.sled_cache;
         store_config.commit_interval = config.commit_interval;
+        store_config.intent_log_bytes = config.intent_log_bytes;
         let store = tokio::task::spawn_blocking(move || store::Store::open(store_config)).await??;
         if fresh {
             let s = store.clone();

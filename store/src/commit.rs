@@ -9,9 +9,12 @@ use parking_lot::{Condvar, Mutex};
 
 use crate::engine::Engine;
 use crate::error::{ErrorKind, StoreError};
-use crate::keys::{free_key, hwm_key, map_key, owned_key};
+use crate::intent::{HEADER, seal};
+use crate::keys::{INTENT_EPOCH, free_key, hwm_key, map_key, owned_key};
 use crate::meta::KeyOp;
+use crate::node::HEAD;
 use crate::pending::CLASSES;
+use crate::record::Life;
 
 /// Keys per sled batch (research/crates.md §1: 64-1000).
 pub(crate) const MAX_BATCH: usize = 1000;
@@ -20,6 +23,11 @@ pub(crate) const MAX_BATCH: usize = 1000;
 struct State {
     started: u64,
     done: u64,
+    /// The last run that was a commit, not an intent-log flush.
+    full_done: u64,
+    /// Callers waiting for a commit (catalog operations, the background
+    /// thread, close): while there are any, every run is one.
+    full_waiting: usize,
     running: bool,
     poisoned: Option<(ErrorKind, String)>,
     durable_hwm: [u64; CLASSES],
@@ -42,19 +50,33 @@ impl Committer {
 }
 
 impl Engine {
-    /// Makes every write acknowledged before this call durable.
+    /// Makes every write acknowledged before this call durable, and every
+    /// catalog change made before it, with a commit.
     pub(crate) fn commit(&self) -> Result<(), StoreError> {
+        self.sync(true)
+    }
+
+    /// A client's FLUSH: makes every write acknowledged before this call
+    /// durable, through the intent log where that saves a device flush.
+    pub(crate) fn flush(&self) -> Result<(), StoreError> {
+        self.sync(false)
+    }
+
+    fn sync(&self, full: bool) -> Result<(), StoreError> {
         let c = &self.committer;
         let mut st = c.state.lock();
-        // a commit already running may have taken the pending map before our
+        // a run already going may have taken the pending map before our
         // writes: we need one that starts after now
         let target = st.started + 1;
-        loop {
+        if full {
+            st.full_waiting += 1;
+        }
+        let result = loop {
             if let Some((k, m)) = &st.poisoned {
-                return Err(StoreError::new(*k, format!("an earlier commit failed: {m}")));
+                break Err(StoreError::new(*k, format!("an earlier commit failed: {m}")));
             }
-            if st.done >= target {
-                return Ok(());
+            if (if full { st.full_done } else { st.done }) >= target {
+                break Ok(());
             }
             if st.running {
                 c.cv.wait(&mut st);
@@ -64,24 +86,116 @@ impl Engine {
             st.started += 1;
             let generation = st.started;
             let durable_hwm = st.durable_hwm;
+            let must_commit = st.full_waiting > 0;
             drop(st);
-            let result = self.run_commit(durable_hwm);
+            let result = if must_commit {
+                self.run_commit(durable_hwm).map(|hwm| (hwm, true))
+            } else {
+                self.run_flush(durable_hwm)
+            };
             st = c.state.lock();
             st.running = false;
             st.done = generation;
             match result {
-                Ok(hwm) => st.durable_hwm = hwm,
+                Ok((hwm, committed)) => {
+                    st.durable_hwm = hwm;
+                    if committed {
+                        st.full_done = generation;
+                    }
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "commit failed; the store is read-only until restart");
                     st.poisoned = Some((e.kind(), e.to_string()));
                 }
             }
             c.cv.notify_all();
+        };
+        if full {
+            st.full_waiting -= 1;
         }
+        result
+    }
+
+    /// A FLUSH's run: the intent log when the pending map holds changes and
+    /// the noted writes fit, else a commit (which costs one device flush
+    /// when the map has no changes). Returns the durable high-water marks
+    /// and whether it committed.
+    fn run_flush(&self, durable_hwm: [u64; CLASSES]) -> Result<([u64; CLASSES], bool), StoreError> {
+        if self.log_flush(durable_hwm)? {
+            return Ok((durable_hwm, false));
+        }
+        self.run_commit(durable_hwm).map(|hwm| (hwm, true))
+    }
+
+    /// Logs the ranges written since the last commit or log flush; false
+    /// when a commit must do it instead.
+    fn log_flush(&self, durable_hwm: [u64; CLASSES]) -> Result<bool, StoreError> {
+        let map_changes =
+            !self.pending.layers.read().active.is_empty() || self.alloc.hwms() != durable_hwm;
+        if !map_changes && !self.intent.logged() {
+            return Ok(false); // a commit syncs the data files and nothing else
+        }
+        // A catalog operation changes the catalog in memory before its
+        // commit (a shrink zeroes the tail first); bytes read back then would
+        // be logged against the catalog still on disk. They hold this lock
+        // until their commit is done.
+        let Some(_catalog) = self.catalog.try_lock() else { return Ok(false) };
+        let Some(spans) = self.intent.take_dirty() else { return Ok(false) };
+        let epoch = self.intent.epoch();
+        let mut records = Vec::new();
+        for (node, runs) in spans {
+            for (offset, len) in runs {
+                let at = records.len();
+                records.resize(at + HEADER + usize::try_from(len).unwrap_or(0), 0);
+                self.read_node(&node, HEAD, offset, &mut records[at + HEADER..], None)?;
+                seal(&mut records[at..], epoch, node.id, offset);
+            }
+        }
+        if records.is_empty() {
+            return Ok(true); // nothing written since the last log flush
+        }
+        let tail = self.intent.append(&records)?;
+        self.write_stats.intent_flushes.fetch_add(1, Ordering::Relaxed);
+        if tail > self.intent.capacity() / 2 {
+            self.wake_background();
+        }
+        Ok(true)
+    }
+
+    /// At open: writes the records of the durable epoch again through the
+    /// write path, then commits them, which retires them.
+    pub(crate) fn replay_intent(&self) -> Result<(), StoreError> {
+        let mut bytes = 0u64;
+        let records = self.intent.for_each_record(|r| {
+            let node = self.catalog.lock().nodes.get(&r.node).map(|n| n.state.clone());
+            let len = r.data.len() as u64;
+            let node = node.filter(|n| {
+                n.life() == Life::Volume && r.offset.checked_add(len).is_some_and(|e| e <= n.size())
+            });
+            let Some(node) = node else {
+                return Err(StoreError::corrupt(format!(
+                    "intent log record for {len} bytes at {} of node {}, which is not a volume \
+                     that large",
+                    r.offset, r.node.0
+                )));
+            };
+            bytes += len;
+            self.write_node(&node, r.offset, &r.data)
+        })?;
+        if records > 0 {
+            self.intent.mark_logged();
+            self.commit()?;
+            tracing::info!(records, bytes, "intent log replayed");
+        }
+        Ok(())
     }
 
     /// Steps 1-5 of ARCHITECTURE "Commit"; returns the high-water marks now durable.
     fn run_commit(&self, durable_hwm: [u64; CLASSES]) -> Result<[u64; CLASSES], StoreError> {
+        // before the swap: a write noted after this may have landed after
+        // step 1's fdatasync, and is noted again for the intent log
+        self.intent.reset_dirty();
+        let retiring = self.intent.retiring();
         let generation = {
             let mut layers = self.pending.layers.write();
             let g = Arc::new(std::mem::take(&mut layers.active));
@@ -90,7 +204,11 @@ impl Engine {
         };
         // read after the swap: covers every chunk the generation refers to
         let hwm = self.alloc.hwms();
-        if generation.is_empty() && hwm == durable_hwm && !self.data.any_dirty() {
+        if generation.is_empty()
+            && hwm == durable_hwm
+            && !self.data.any_dirty()
+            && retiring.is_none()
+        {
             self.pending.layers.write().committing = None;
             return Ok(hwm);
         }
@@ -151,6 +269,10 @@ impl Engine {
             apply(&mut batch)?;
         }
         batch.extend(generation.extras.iter().cloned());
+        // the intent log's records are retired with the last batch
+        if let Some(epoch) = retiring {
+            batch.push(KeyOp::Put(INTENT_EPOCH.to_vec(), epoch.to_be_bytes().to_vec()));
+        }
         if !batch.is_empty() {
             apply(&mut batch)?;
         }
@@ -162,6 +284,9 @@ impl Engine {
         if applied {
             self.meta.durable_flush()?;
             self.write_stats.map_commits.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(epoch) = retiring {
+            self.intent.retire(epoch);
         }
 
         // 5. the freed chunks' last references are durably gone

@@ -33,6 +33,8 @@ pub trait DataFile: Send + Sync {
     fn write_at(&self, data: &[u8], offset: u64) -> io::Result<()>;
     /// `fdatasync`.
     fn sync_data(&self) -> io::Result<()>;
+    /// The file's length in bytes.
+    fn file_len(&self) -> io::Result<u64>;
     /// Returns the range's space to the file system; reads of it return zeroes.
     fn punch_hole(&self, offset: u64, len: u64) -> io::Result<()> {
         let _ = (offset, len);
@@ -76,6 +78,10 @@ impl DataFile for FsFile {
 
     fn sync_data(&self) -> io::Result<()> {
         self.0.sync_data()
+    }
+
+    fn file_len(&self) -> io::Result<u64> {
+        Ok(self.0.metadata()?.len())
     }
 
     fn punch_hole(&self, offset: u64, len: u64) -> io::Result<()> {

@@ -137,7 +137,9 @@ impl Export {
         let _op = i.node.op.read();
         self.check(offset, data.len() as u64, true)?;
         i.engine.commit_poison_check()?;
-        i.engine.write_node(&i.node, offset, data)
+        i.engine.write_node(&i.node, offset, data)?;
+        i.engine.intent.note(&i.node, offset, data.len() as u64);
+        Ok(())
     }
 
     /// Whole chunks become zero slots (owned chunks are freed); partial
@@ -149,7 +151,9 @@ impl Export {
         let _op = i.node.op.read();
         self.check(offset, len, true)?;
         i.engine.commit_poison_check()?;
-        i.engine.zero_node(&i.node, offset, len, true)
+        i.engine.zero_node(&i.node, offset, len, true)?;
+        i.engine.intent.note(&i.node, offset, len);
+        Ok(())
     }
 
     /// Whole chunks in the range become zero slots; the partial chunks at its
@@ -159,13 +163,16 @@ impl Export {
         let _op = i.node.op.read();
         self.check(offset, len, true)?;
         i.engine.commit_poison_check()?;
-        i.engine.zero_node(&i.node, offset, len, false)
+        i.engine.zero_node(&i.node, offset, len, false)?;
+        i.engine.intent.note(&i.node, offset, len);
+        Ok(())
     }
 
-    /// Group commit: every write acknowledged before this call becomes durable.
+    /// FLUSH: every write acknowledged before this call becomes durable
+    /// (group commit, through the intent log where that is cheaper).
     pub fn commit(&self) -> Result<(), StoreError> {
         self.inner.engine.check_open()?;
-        self.inner.engine.commit()
+        self.inner.engine.flush()
     }
 
     /// Allocation runs covering `[offset, offset + len)` exactly, merged.

@@ -76,6 +76,9 @@ pub struct StoreStats {
     /// Of those, commits that also wrote the block map (or allocator or
     /// catalog) to sled, paying its flush and fsync.
     pub map_commits: u64,
+    /// FLUSHes and FUA writes made durable by the intent log (one fdatasync
+    /// of its file) instead of a commit.
+    pub intent_flushes: u64,
     /// Chunks allocated, copy-ups included.
     pub chunks_allocated: u64,
     /// Chunks freed by GC.

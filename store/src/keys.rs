@@ -13,6 +13,7 @@
 //! 'G' node_be8                       node waiting for GC: resume group u64 BE
 //! 'X' "next_node"                    next node id: u64 BE
 //! 'X' "layout"                       data-file lanes: u64 BE (absent: 1, stores made before striping)
+//! 'X' "intent_epoch"                 the intent log's epoch: u64 BE (absent: 0)
 //! ```
 
 /// A block-map namespace (lineage); see ARCHITECTURE "Nouns".
@@ -32,6 +33,7 @@ pub(crate) const HWM: u8 = b'A';
 pub(crate) const GC: u8 = b'G';
 pub(crate) const NEXT_NODE: &[u8] = b"Xnext_node";
 pub(crate) const LAYOUT: &[u8] = b"Xlayout";
+pub(crate) const INTENT_EPOCH: &[u8] = b"Xintent_epoch";
 
 fn key<const N: usize>(prefix: u8, parts: &[u64]) -> [u8; N] {
     let mut k = [0u8; N];

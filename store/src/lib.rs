@@ -25,6 +25,7 @@ mod export;
 mod extra;
 mod gc;
 mod info;
+mod intent;
 mod io;
 mod iobuf;
 mod keys;
@@ -48,6 +49,7 @@ pub use info::{
     ByteRange, DEFAULT_CHUNK_SIZE, ExportSummary, GcReport, GcStatus, MAX_CHUNK_SIZE,
     MAX_VOLUME_SIZE, MIN_CHUNK_SIZE, Promoted, SnapshotInfo, StoreStats, VolumeInfo,
 };
+pub use intent::DEFAULT_INTENT_LOG_BYTES;
 pub use iobuf::{IO_ALIGN, IoBuf};
 pub use record::SnapshotKind;
 pub use store::Store;

@@ -353,6 +353,7 @@ impl Store {
             copy_up_bytes: engine.write_stats.copy_up_bytes.load(Ordering::Relaxed),
             commits: engine.write_stats.commits.load(Ordering::Relaxed),
             map_commits: engine.write_stats.map_commits.load(Ordering::Relaxed),
+            intent_flushes: engine.write_stats.intent_flushes.load(Ordering::Relaxed),
             chunks_allocated: engine.write_stats.chunks_allocated.load(Ordering::Relaxed),
             gc_chunks_freed: gc.chunks_freed_total,
             gc_bytes_freed: gc.bytes_freed_total,

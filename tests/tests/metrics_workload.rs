@@ -327,10 +327,11 @@ fn the_grafana_dashboard_queries_only_metrics_the_server_exports() -> anyhow::Re
 /// `clonebd_commits_total` counts every commit a FLUSH caused;
 /// `clonebd_map_commits_total` only those that had block-map changes to
 /// write (and so a second fsync): FLUSHes after overwrites in place have none.
+/// (Without the intent log, which would take the FLUSHes after map changes.)
 #[test]
 fn commit_counters_tell_map_commits_from_data_only_ones() -> anyhow::Result<()> {
     // no background commit between the scrapes
-    let server = TestServer::start_with(&["--commit-interval", "3600"])?;
+    let server = TestServer::start_with(&["--commit-interval", "3600", "--intent-log-mib", "0"])?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let client = rt.block_on(NbdClient::connect(server.nbd, ConnectOptions::modern("default")))?;
     let counts = || -> anyhow::Result<(f64, f64)> {
@@ -349,5 +350,50 @@ fn commit_counters_tell_map_commits_from_data_only_ones() -> anyhow::Result<()> 
     rt.block_on(client.flush())?;
     assert_eq!(counts()?, (c0 + 3.0, m0 + 1.0), "nothing to commit");
     rt.block_on(client.disconnect())?;
+    Ok(())
+}
+
+/// A FLUSH after a copy-up goes to the intent log (one fdatasync, no map
+/// commit); after `kill -9` the restarted server replays it.
+#[test]
+fn a_flush_logged_in_the_intent_log_survives_kill_9() -> anyhow::Result<()> {
+    let mut server = TestServer::start_with(&["--commit-interval", "3600"])?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let counts = |server: &TestServer| -> anyhow::Result<(f64, f64)> {
+        let m = scrape(server)?;
+        Ok((
+            m.get("clonebd_map_commits_total", &[]),
+            m.get("clonebd_intent_log_flushes_total", &[]),
+        ))
+    };
+    let old = common::pattern(1, 200_000);
+    let new = common::pattern(2, 12_288);
+    let client = rt.block_on(NbdClient::connect(server.nbd, ConnectOptions::modern("default")))?;
+    rt.block_on(client.write(1 << 20, Bytes::from(old.clone()), false))?;
+    rt.block_on(client.flush())?;
+    rt.block_on(client.disconnect())?;
+    server.cli_ok(&["snapshot", "create", "default", "--name", "before"])?;
+    let (m0, i0) = counts(&server)?;
+    let client = rt.block_on(NbdClient::connect(server.nbd, ConnectOptions::modern("default")))?;
+    // copy-ups into chunks the snapshot shares, one of them a FUA write
+    rt.block_on(client.write((1 << 20) + 70_000, Bytes::from(new.clone()), false))?;
+    rt.block_on(client.flush())?;
+    rt.block_on(client.write(5 << 20, Bytes::from(new.clone()), true))?;
+    assert_eq!(counts(&server)?, (m0, i0 + 2.0), "FLUSH and FUA logged, no map commit");
+    server.kill9()?;
+    server.restart()?;
+    let mut want = vec![0u8; 6 << 20];
+    want[1 << 20..(1 << 20) + old.len()].copy_from_slice(&old);
+    want[(1 << 20) + 70_000..(1 << 20) + 70_000 + new.len()].copy_from_slice(&new);
+    want[5 << 20..(5 << 20) + new.len()].copy_from_slice(&new);
+    let client = rt.block_on(NbdClient::connect(server.nbd, ConnectOptions::modern("default")))?;
+    let got = rt.block_on(client.read(0, 6 << 20))?;
+    assert!(got[..] == want[..], "the logged writes read back after the restart");
+    rt.block_on(client.disconnect())?;
+    let snap =
+        rt.block_on(NbdClient::connect(server.nbd, ConnectOptions::modern("default@before")))?;
+    let got = rt.block_on(snap.read(1 << 20, 200_000))?;
+    assert!(got[..] == old[..], "the snapshot is unchanged");
+    rt.block_on(snap.disconnect())?;
     Ok(())
 }

@@ -64,6 +64,10 @@ impl DataFile for Arc<MemFile> {
         Ok(())
     }
 
+    fn file_len(&self) -> io::Result<u64> {
+        Ok(self.state.lock().current.len() as u64)
+    }
+
     fn punch_hole(&self, offset: u64, len: u64) -> io::Result<()> {
         let mut guard = self.state.lock();
         let s = &mut *guard;

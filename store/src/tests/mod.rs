@@ -23,6 +23,7 @@ pub(crate) fn config(dir: &std::path::Path) -> StoreConfig {
     let mut c = StoreConfig::new(dir);
     c.cache_capacity = 16 << 20;
     c.gc_pause = Duration::from_millis(1);
+    c.intent_log_bytes = 1 << 20;
     c
 }
 

@@ -529,8 +529,9 @@ fn partial_chunks_copy_only_what_a_clone_writes() {
 fn a_flush_after_overwrites_in_place_leaves_sled_alone() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = config(dir.path());
-    // no background commit between the steps below
+    // no background commit between the steps below; every FLUSH commits
     c.commit_interval = std::time::Duration::from_secs(3600);
+    c.intent_log_bytes = 0;
     let s = Store::open(c).unwrap();
     s.create_volume("v", 4 * MIB, 65536).unwrap().unwrap();
     let e = s.open_export("v").unwrap();
@@ -563,5 +564,57 @@ fn a_flush_after_overwrites_in_place_leaves_sled_alone() {
     drop((e, s));
     let s = open(&dir);
     assert_eq!(read_all(&s, "v"), want);
+    check_invariants(&s);
+}
+
+#[test]
+fn a_flush_after_map_changes_goes_to_the_intent_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.commit_interval = std::time::Duration::from_secs(3600);
+    let s = Store::open(c).unwrap();
+    s.create_volume("v", 4 * MIB, 65536).unwrap().unwrap();
+    let e = s.open_export("v").unwrap();
+    let counts = |s: &Store| {
+        let st = s.stats();
+        (st.commits, st.map_commits, st.intent_flushes)
+    };
+    let (c0, m0, i0) = counts(&s);
+    // a first write allocates: the FLUSH logs it, sled is not touched
+    e.write(70_000, &[1; 9000]).unwrap();
+    e.commit().unwrap();
+    assert_eq!(counts(&s), (c0, m0, i0 + 1));
+    // while the map change is pending, FLUSHes keep logging what is new
+    e.write(70_100, &[2; 100]).unwrap();
+    e.commit().unwrap();
+    assert_eq!(counts(&s), (c0, m0, i0 + 2));
+    e.commit().unwrap();
+    assert_eq!(counts(&s), (c0, m0, i0 + 2), "nothing new to log");
+    // a commit writes the map and retires the records
+    s.commit().unwrap();
+    assert_eq!(counts(&s), (c0 + 1, m0 + 1, i0 + 2));
+    // then an overwrite in place needs only the data files' fdatasync
+    e.write(75_000, &[3; 4096]).unwrap();
+    e.commit().unwrap();
+    assert_eq!(counts(&s), (c0 + 2, m0 + 1, i0 + 2));
+    // a snapshot: the copy-up's FLUSH is logged again
+    s.create_snapshot("v", Some("s"), SnapshotKind::Manual).unwrap().unwrap();
+    let (c1, m1, i1) = counts(&s);
+    e.write(70_100, &[4; 100]).unwrap();
+    e.write(3 * MIB, &[5; 65536]).unwrap();
+    e.commit().unwrap();
+    assert_eq!(counts(&s), (c1, m1, i1 + 1));
+    let mut want = vec![0u8; 4 * MIB as usize];
+    want[70_000..79_000].fill(1);
+    want[70_100..70_200].fill(4);
+    want[75_000..79_096].fill(3);
+    want[3 * MIB as usize..3 * MIB as usize + 65536].fill(5);
+    assert_eq!(read_all(&s, "v"), want);
+    // without the final commit: the records are replayed at open
+    s.abandon();
+    drop((e, s));
+    let s = open(&dir);
+    assert_eq!(read_all(&s, "v"), want);
+    assert_eq!(read_all(&s, "v@s")[70_100..70_200], [2; 100]);
     check_invariants(&s);
 }

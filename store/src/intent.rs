@@ -1,0 +1,401 @@
+//! The intent log (ARCHITECTURE "Intent log"): a FLUSH that follows writes
+//! which changed the block map costs one device flush, as on a raw file,
+//! instead of the data files' `fdatasync` followed by sled's batch and fsync.
+//!
+//! Between two commits every written range is noted here. Such a FLUSH reads
+//! the noted ranges' bytes back through the block map, appends them to
+//! `DIR/intent.log` as records tagged with the log's epoch and `fdatasync`s
+//! that one file. The next commit makes the same writes durable the usual
+//! way and writes `epoch + 1` into sled in its last batch, which retires the
+//! records. At open, the records of the durable epoch are written again
+//! through the normal write path and committed (`Engine::replay_intent`).
+//! ZFS's intent log does the same for synchronous writes between two
+//! transaction groups.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use parking_lot::Mutex;
+
+use crate::data::{DataFile, DataFileFactory};
+use crate::error::StoreError;
+use crate::keys::NodeId;
+use crate::node::NodeState;
+
+/// The log's size unless configured. A FLUSH logs only what was written
+/// since the one before; an epoch that outgrows the log falls back to
+/// commits until the next one.
+pub const DEFAULT_INTENT_LOG_BYTES: u64 = 64 << 20;
+/// Bytes one FLUSH logs at most; past that a commit's `fdatasync` of the
+/// data files is the cheaper way to make them durable.
+const FLUSH_MAX: u64 = 8 << 20;
+/// The bytes `CBIL` at the start of every record.
+const MAGIC: u32 = u32::from_le_bytes(*b"CBIL");
+/// `magic u32 | crc32c u32 | epoch u64 | node u64 | offset u64 | len u64`,
+/// little-endian; the CRC covers the bytes after it, the data included.
+pub(crate) const HEADER: usize = 40;
+
+/// One logged write: `data` at `offset` of node `node`'s head.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Record {
+    pub(crate) node: NodeId,
+    pub(crate) offset: u64,
+    pub(crate) data: Vec<u8>,
+}
+
+/// Writes a record's header into `out[..HEADER]`; the data is already in
+/// `out[HEADER..]`.
+pub(crate) fn seal(out: &mut [u8], epoch: u64, node: NodeId, offset: u64) {
+    let len = (out.len() - HEADER) as u64;
+    out[0..4].copy_from_slice(&MAGIC.to_le_bytes());
+    out[8..16].copy_from_slice(&epoch.to_le_bytes());
+    out[16..24].copy_from_slice(&node.0.to_le_bytes());
+    out[24..32].copy_from_slice(&offset.to_le_bytes());
+    out[32..40].copy_from_slice(&len.to_le_bytes());
+    let crc = crc32c::crc32c(&out[8..]);
+    out[4..8].copy_from_slice(&crc.to_le_bytes());
+}
+
+fn le(b: &[u8]) -> u64 {
+    b.try_into().map(u64::from_le_bytes).unwrap_or(0)
+}
+
+/// A header's `(node, offset, len)` if it opens a record of `epoch` no longer
+/// than `max` bytes of data; the CRC is checked once the data is read.
+fn open_header(h: &[u8; HEADER], epoch: u64, max: u64) -> Option<(NodeId, u64, u64)> {
+    let magic = u32::from_le_bytes([h[0], h[1], h[2], h[3]]);
+    let len = le(&h[32..40]);
+    (magic == MAGIC && le(&h[8..16]) == epoch && len <= max)
+        .then(|| (NodeId(le(&h[16..24])), le(&h[24..32]), len))
+}
+
+fn crc_ok(h: &[u8; HEADER], data: &[u8]) -> bool {
+    let want = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
+    crc32c::crc32c_append(crc32c::crc32c(&h[8..]), data) == want
+}
+
+/// Written ranges per node since the last commit or log flush.
+#[derive(Default)]
+struct Dirty {
+    nodes: HashMap<NodeId, (Arc<NodeState>, BTreeMap<u64, u64>)>,
+    bytes: u64,
+    /// More was written than the log holds: this epoch commits instead.
+    overflow: bool,
+}
+
+/// Adds `[lo, hi)` to a set of disjoint, non-touching ranges (start → end);
+/// returns the bytes it newly covers.
+fn insert_range(set: &mut BTreeMap<u64, u64>, mut lo: u64, mut hi: u64) -> u64 {
+    let mut had = 0;
+    if let Some((&s, &e)) = set.range(..=lo).next_back()
+        && e >= lo
+    {
+        set.remove(&s);
+        had += e - s;
+        lo = s;
+        hi = hi.max(e);
+    }
+    while let Some((&s, &e)) = set.range(lo..=hi).next() {
+        set.remove(&s);
+        had += e - s;
+        hi = hi.max(e);
+    }
+    set.insert(lo, hi);
+    (hi - lo) - had
+}
+
+struct LogFile {
+    file: Arc<dyn DataFile>,
+    epoch: u64,
+    /// Where the next record goes.
+    tail: u64,
+    /// Records of `epoch` were made durable: the next commit must retire them.
+    logged: bool,
+}
+
+/// Ranges to log: each node with its runs `(offset, len)`.
+pub(crate) type Spans = Vec<(Arc<NodeState>, Vec<(u64, u64)>)>;
+
+pub(crate) struct IntentLog {
+    capacity: u64,
+    dirty: Mutex<Dirty>,
+    /// Mirrors `Dirty::overflow` so writes skip the lock once it is set.
+    overflow: AtomicBool,
+    log: Mutex<Option<LogFile>>,
+}
+
+impl IntentLog {
+    /// `capacity` 0 disables the log (every FLUSH commits).
+    pub(crate) fn new(capacity: u64) -> IntentLog {
+        IntentLog {
+            capacity,
+            dirty: Mutex::default(),
+            overflow: AtomicBool::new(capacity == 0),
+            log: Mutex::new(None),
+        }
+    }
+
+    /// Opens (creating) `path` at `epoch`, the one sled holds.
+    pub(crate) fn open(
+        &self,
+        factory: &dyn DataFileFactory,
+        path: &Path,
+        epoch: u64,
+    ) -> Result<(), StoreError> {
+        if self.capacity == 0 {
+            return Ok(());
+        }
+        let io = |e| StoreError::io(format!("intent log {}", path.display()), e);
+        let file = match factory.open(path, false).map_err(io)? {
+            Some(f) => f,
+            None => {
+                let f = factory
+                    .open(path, true)
+                    .map_err(io)?
+                    .ok_or_else(|| io(io::Error::from(io::ErrorKind::NotFound)))?;
+                if let Some(dir) = path.parent() {
+                    factory.sync_dir(dir).map_err(io)?;
+                }
+                f
+            }
+        };
+        let file = Arc::from(file);
+        *self.log.lock() = Some(LogFile { file, epoch, tail: 0, logged: false });
+        Ok(())
+    }
+
+    /// Reads the records of the current epoch in order, up to the first one
+    /// that is torn, of an older epoch or never written, calling `apply`.
+    pub(crate) fn for_each_record(
+        &self,
+        mut apply: impl FnMut(Record) -> Result<(), StoreError>,
+    ) -> Result<u64, StoreError> {
+        // not under the lock: `apply` writes, and a write may commit
+        let Some((file, epoch)) = self.log.lock().as_ref().map(|l| (l.file.clone(), l.epoch))
+        else {
+            return Ok(0);
+        };
+        let io = |e| StoreError::io("read of the intent log", e);
+        let mut pos = 0u64;
+        let mut n = 0;
+        while pos + HEADER as u64 <= self.capacity {
+            let mut h = [0u8; HEADER];
+            file.read_at(&mut h, pos).map_err(io)?;
+            let Some((node, offset, len)) =
+                open_header(&h, epoch, self.capacity - pos - HEADER as u64)
+            else {
+                break;
+            };
+            let mut data = vec![0u8; usize::try_from(len).unwrap_or(0)];
+            file.read_at(&mut data, pos + HEADER as u64).map_err(io)?;
+            if !crc_ok(&h, &data) {
+                break;
+            }
+            pos += HEADER as u64 + len;
+            n += 1;
+            apply(Record { node, offset, data })?;
+        }
+        Ok(n)
+    }
+
+    /// Writes zeroes over the log's whole length once, so that appending a
+    /// record later overwrites blocks the file system has already allocated
+    /// and its `fdatasync` needs no journal commit.
+    pub(crate) fn preallocate(&self) -> Result<(), StoreError> {
+        let guard = self.log.lock();
+        let Some(log) = guard.as_ref() else { return Ok(()) };
+        let io = |e| StoreError::io("preallocating the intent log", e);
+        let mut at = log.file.file_len().map_err(io)?;
+        if at >= self.capacity {
+            return Ok(());
+        }
+        let zeros = vec![0u8; 1 << 20];
+        while at < self.capacity {
+            let n = (self.capacity - at).min(zeros.len() as u64);
+            log.file.write_at(&zeros[..usize::try_from(n).unwrap_or(0)], at).map_err(io)?;
+            at += n;
+        }
+        log.file.sync_data().map_err(io)
+    }
+
+    /// Notes a completed write (or zeroing) of `[offset, offset + len)`.
+    pub(crate) fn note(&self, node: &Arc<NodeState>, offset: u64, len: u64) {
+        if len == 0 || self.overflow.load(Ordering::Acquire) {
+            return;
+        }
+        let mut d = self.dirty.lock();
+        if d.overflow {
+            return;
+        }
+        let (_, set) = d.nodes.entry(node.id).or_insert_with(|| (node.clone(), BTreeMap::new()));
+        let added = insert_range(set, offset, offset.saturating_add(len));
+        d.bytes += added;
+        if d.bytes > self.capacity {
+            *d = Dirty { overflow: true, ..Dirty::default() };
+            self.overflow.store(true, Ordering::Release);
+        }
+    }
+
+    /// A commit starts: what was noted so far is its to make durable.
+    /// Called before the pending map is swapped, so a write noted after
+    /// this is noted again for the next epoch (its data may be newer than
+    /// the commit's fdatasync).
+    pub(crate) fn reset_dirty(&self) {
+        if self.capacity == 0 {
+            return;
+        }
+        *self.dirty.lock() = Dirty::default();
+        self.overflow.store(false, Ordering::Release);
+    }
+
+    /// Whether records of the current epoch are durable.
+    pub(crate) fn logged(&self) -> bool {
+        self.log.lock().as_ref().is_some_and(|l| l.logged)
+    }
+
+    /// The epoch the next commit must write to sled to retire the records,
+    /// if there are any.
+    pub(crate) fn retiring(&self) -> Option<u64> {
+        self.log.lock().as_ref().filter(|l| l.logged).map(|l| l.epoch + 1)
+    }
+
+    /// After a commit that wrote `retiring()` durably.
+    pub(crate) fn retire(&self, epoch: u64) {
+        if let Some(l) = self.log.lock().as_mut() {
+            l.epoch = epoch;
+            l.tail = 0;
+            l.logged = false;
+        }
+    }
+
+    /// Replayed records must be retired by the commit that follows.
+    pub(crate) fn mark_logged(&self) {
+        if let Some(l) = self.log.lock().as_mut() {
+            l.logged = true;
+        }
+    }
+
+    /// Takes the noted ranges if this FLUSH can log them: not overflowed,
+    /// at most `FLUSH_MAX` bytes, and room left in the log.
+    pub(crate) fn take_dirty(&self) -> Option<Spans> {
+        let tail = self.log.lock().as_ref()?.tail;
+        let mut d = self.dirty.lock();
+        let headers = d.nodes.values().map(|(_, s)| s.len() as u64).sum::<u64>() * HEADER as u64;
+        if d.overflow || d.bytes > FLUSH_MAX || tail + d.bytes + headers > self.capacity {
+            return None;
+        }
+        let taken = std::mem::take(&mut *d);
+        Some(
+            taken
+                .nodes
+                .into_values()
+                .map(|(node, set)| (node, set.into_iter().map(|(lo, hi)| (lo, hi - lo)).collect()))
+                .collect(),
+        )
+    }
+
+    /// Appends sealed records and makes them durable; returns the tail, to
+    /// let the caller ask for an early commit when the log fills up.
+    pub(crate) fn append(&self, records: &[u8]) -> Result<u64, StoreError> {
+        let mut guard = self.log.lock();
+        let Some(log) = guard.as_mut() else { return Ok(0) };
+        let io = |e| StoreError::io("write of the intent log", e);
+        log.file.write_at(records, log.tail).map_err(io)?;
+        log.file.sync_data().map_err(|e| StoreError::io("fdatasync of the intent log", e))?;
+        log.tail += records.len() as u64;
+        log.logged = true;
+        Ok(log.tail)
+    }
+
+    pub(crate) fn epoch(&self) -> u64 {
+        self.log.lock().as_ref().map_or(0, |l| l.epoch)
+    }
+
+    pub(crate) fn capacity(&self) -> u64 {
+        self.capacity
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(epoch: u64, node: u64, offset: u64, data: &[u8]) -> Vec<u8> {
+        let mut out = vec![0u8; HEADER];
+        out.extend_from_slice(data);
+        seal(&mut out, epoch, NodeId(node), offset);
+        out
+    }
+
+    #[test]
+    fn record_layout_golden() {
+        let r = record(7, 3, 0x1000, b"ab");
+        let mut want = Vec::new();
+        want.extend_from_slice(&MAGIC.to_le_bytes());
+        want.extend_from_slice(&crc32c::crc32c(&r[8..]).to_le_bytes());
+        for v in [7u64, 3, 0x1000, 2] {
+            want.extend_from_slice(&v.to_le_bytes());
+        }
+        want.extend_from_slice(b"ab");
+        assert_eq!(r, want);
+        assert_eq!(&r[..4], b"CBIL");
+    }
+
+    #[test]
+    fn headers_of_other_epochs_torn_or_too_long_are_refused() {
+        let r = record(7, 3, 4096, &[9u8; 100]);
+        let h: [u8; HEADER] = r[..HEADER].try_into().unwrap();
+        assert_eq!(open_header(&h, 7, 100), Some((NodeId(3), 4096, 100)));
+        assert!(crc_ok(&h, &r[HEADER..]));
+        assert_eq!(open_header(&h, 8, 100), None, "another epoch");
+        assert_eq!(open_header(&h, 7, 99), None, "longer than the log");
+        let mut torn = r[HEADER..].to_vec();
+        torn[50] ^= 1;
+        assert!(!crc_ok(&h, &torn), "a flipped data bit");
+        let mut bad = h;
+        bad[20] ^= 1;
+        assert!(!crc_ok(&bad, &r[HEADER..]), "a flipped header bit");
+        assert_eq!(open_header(&[0u8; HEADER], 0, 100), None, "zeroes");
+    }
+
+    #[test]
+    fn ranges_merge_and_count_new_bytes_once() {
+        let mut s = BTreeMap::new();
+        assert_eq!(insert_range(&mut s, 100, 200), 100);
+        assert_eq!(insert_range(&mut s, 150, 250), 50);
+        assert_eq!(insert_range(&mut s, 300, 400), 100);
+        assert_eq!(insert_range(&mut s, 250, 300), 50, "touching runs join");
+        assert_eq!(s, BTreeMap::from([(100, 400)]));
+        assert_eq!(insert_range(&mut s, 0, 1000), 700);
+        assert_eq!(insert_range(&mut s, 10, 20), 0);
+        assert_eq!(s, BTreeMap::from([(0, 1000)]));
+    }
+
+    #[test]
+    fn range_sets_match_a_byte_model() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        for _ in 0..200 {
+            let mut s = BTreeMap::new();
+            let mut model = [false; 256];
+            for _ in 0..20 {
+                let lo = rng.random_range(0..250usize);
+                let hi = rng.random_range(lo + 1..=256);
+                let new = model[lo..hi].iter().filter(|b| !**b).count() as u64;
+                model[lo..hi].fill(true);
+                assert_eq!(insert_range(&mut s, lo as u64, hi as u64), new);
+            }
+            let mut covered = [false; 256];
+            let mut last_end = None;
+            for (&lo, &hi) in &s {
+                assert!(last_end.is_none_or(|e| e < lo), "runs disjoint and apart");
+                covered[usize::try_from(lo).unwrap()..usize::try_from(hi).unwrap()].fill(true);
+                last_end = Some(hi);
+            }
+            assert_eq!(covered, model);
+        }
+    }
+}
