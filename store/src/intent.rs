@@ -145,12 +145,11 @@ impl IntentLog {
         path: &Path,
         epoch: u64,
     ) -> Result<(), StoreError> {
-        if self.capacity == 0 {
-            return Ok(());
-        }
         let io = |e| StoreError::io(format!("intent log {}", path.display()), e);
+        // an existing log is opened even when turned off: its records replay
         let file = match factory.open(path, false).map_err(io)? {
             Some(f) => f,
+            None if self.capacity == 0 => return Ok(()),
             None => {
                 let f = factory
                     .open(path, true)
@@ -179,13 +178,14 @@ impl IntentLog {
             return Ok(0);
         };
         let io = |e| StoreError::io("read of the intent log", e);
+        // the file, not the configured size: that may have shrunk since
+        let end = file.file_len().map_err(io)?;
         let mut pos = 0u64;
         let mut n = 0;
-        while pos + HEADER as u64 <= self.capacity {
+        while pos + HEADER as u64 <= end {
             let mut h = [0u8; HEADER];
             file.read_at(&mut h, pos).map_err(io)?;
-            let Some((node, offset, len)) =
-                open_header(&h, epoch, self.capacity - pos - HEADER as u64)
+            let Some((node, offset, len)) = open_header(&h, epoch, end - pos - HEADER as u64)
             else {
                 break;
             };
@@ -204,8 +204,14 @@ impl IntentLog {
     /// Writes zeroes over the log's whole length once, so that appending a
     /// record later overwrites blocks the file system has already allocated
     /// and its `fdatasync` needs no journal commit.
+    /// Turned off (`capacity` 0), it only closes the file, kept open for
+    /// the replay.
     pub(crate) fn preallocate(&self) -> Result<(), StoreError> {
-        let guard = self.log.lock();
+        let mut guard = self.log.lock();
+        if self.capacity == 0 {
+            *guard = None;
+            return Ok(());
+        }
         let Some(log) = guard.as_ref() else { return Ok(()) };
         let io = |e| StoreError::io("preallocating the intent log", e);
         let mut at = log.file.file_len().map_err(io)?;

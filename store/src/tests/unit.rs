@@ -610,11 +610,25 @@ fn a_flush_after_map_changes_goes_to_the_intent_log() {
     want[75_000..79_096].fill(3);
     want[3 * MIB as usize..3 * MIB as usize + 65536].fill(5);
     assert_eq!(read_all(&s, "v"), want);
-    // without the final commit: the records are replayed at open
+    // without the final commit: the records are replayed at open, even by
+    // a store opened with the log turned off (and a second time, harmlessly,
+    // if that open is abandoned before its commit reached sled)
     s.abandon();
+    drop((e, s));
+    let mut c = config(dir.path());
+    c.intent_log_bytes = 0;
+    let s = Store::open(c).unwrap();
+    assert_eq!(read_all(&s, "v"), want);
+    assert_eq!(read_all(&s, "v@s")[70_100..70_200], [2; 100]);
+    check_invariants(&s);
+    let e = s.open_export("v").unwrap();
+    e.write(3 * MIB + 4096, &[6; 4096]).unwrap();
+    e.commit().unwrap();
+    assert_eq!(s.stats().intent_flushes, 0, "turned off");
+    want[3 * MIB as usize + 4096..3 * MIB as usize + 8192].fill(6);
+    s.close().unwrap();
     drop((e, s));
     let s = open(&dir);
     assert_eq!(read_all(&s, "v"), want);
-    assert_eq!(read_all(&s, "v@s")[70_100..70_200], [2; 100]);
     check_invariants(&s);
 }
