@@ -34,47 +34,133 @@ pub const DEFAULT_INTENT_LOG_BYTES: u64 = 64 << 20;
 const FLUSH_MAX: u64 = 8 << 20;
 /// The bytes `CBIL` at the start of every record.
 const MAGIC: u32 = u32::from_le_bytes(*b"CBIL");
-/// `magic u32 | crc32c u32 | epoch u64 | node u64 | offset u64 | len u64`,
-/// little-endian; the CRC covers the bytes after it, the data included.
-pub(crate) const HEADER: usize = 40;
+/// `magic u32 | crc32c u32 | epoch u64 | kind u32 | 0u32 | node u64 |
+/// offset u64 | len u64`, little-endian, then the payload (`len` bytes, none
+/// for `Zeroes`); the CRC covers everything after itself, payload included.
+pub(crate) const HEADER: usize = 48;
+/// Each FLUSH's records are padded to whole blocks, so the next FLUSH never
+/// rewrites a block that holds acknowledged records (a torn write of it
+/// could otherwise take them along).
+const BLOCK: usize = 4096;
 
-/// One logged write: `data` at `offset` of node `node`'s head.
+/// What a record says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// `len` bytes follow, written at `offset`.
+    Data = 1,
+    /// The range read as zeroes: replayed as WRITE_ZEROES, which keeps it
+    /// unallocated where it can.
+    Zeroes = 2,
+    /// Fills a FLUSH's records up to a block boundary; skipped.
+    Padding = 3,
+}
+
+impl Kind {
+    fn from_u32(v: u32) -> Option<Kind> {
+        match v {
+            1 => Some(Kind::Data),
+            2 => Some(Kind::Zeroes),
+            3 => Some(Kind::Padding),
+            _ => None,
+        }
+    }
+
+    fn payload(self, len: u64) -> u64 {
+        if self == Kind::Zeroes { 0 } else { len }
+    }
+}
+
+/// One logged write of `len` bytes at `offset` of node `node`'s head.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Record {
+    pub(crate) kind: Kind,
     pub(crate) node: NodeId,
     pub(crate) offset: u64,
+    pub(crate) len: u64,
+    /// The bytes, for `Data`.
     pub(crate) data: Vec<u8>,
 }
 
-/// Writes a record's header into `out[..HEADER]`; the data is already in
+/// Writes a record's header into `out[..HEADER]`; its payload is already in
 /// `out[HEADER..]`.
-pub(crate) fn seal(out: &mut [u8], epoch: u64, node: NodeId, offset: u64) {
-    let len = (out.len() - HEADER) as u64;
+fn seal(out: &mut [u8], epoch: u64, kind: Kind, node: NodeId, offset: u64, len: u64) {
     out[0..4].copy_from_slice(&MAGIC.to_le_bytes());
     out[8..16].copy_from_slice(&epoch.to_le_bytes());
-    out[16..24].copy_from_slice(&node.0.to_le_bytes());
-    out[24..32].copy_from_slice(&offset.to_le_bytes());
-    out[32..40].copy_from_slice(&len.to_le_bytes());
+    out[16..20].copy_from_slice(&(kind as u32).to_le_bytes());
+    out[20..24].fill(0);
+    out[24..32].copy_from_slice(&node.0.to_le_bytes());
+    out[32..40].copy_from_slice(&offset.to_le_bytes());
+    out[40..48].copy_from_slice(&len.to_le_bytes());
     let crc = crc32c::crc32c(&out[8..]);
     out[4..8].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// One FLUSH's records, built in one buffer.
+pub(crate) struct Batch {
+    epoch: u64,
+    buf: Vec<u8>,
+}
+
+impl Batch {
+    pub(crate) fn new(epoch: u64) -> Batch {
+        Batch { epoch, buf: Vec::new() }
+    }
+
+    /// Adds a record for `len` bytes at `offset` of `node`, filled by `fill`
+    /// (a range that reads as zeroes becomes a `Zeroes` record).
+    pub(crate) fn add(
+        &mut self,
+        node: NodeId,
+        offset: u64,
+        len: usize,
+        fill: impl FnOnce(&mut [u8]) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let at = self.buf.len();
+        self.buf.resize(at + HEADER + len, 0);
+        fill(&mut self.buf[at + HEADER..])?;
+        let mut kind = Kind::Data;
+        if self.buf[at + HEADER..].iter().all(|b| *b == 0) {
+            self.buf.truncate(at + HEADER);
+            kind = Kind::Zeroes;
+        }
+        seal(&mut self.buf[at..], self.epoch, kind, node, offset, len as u64);
+        Ok(())
+    }
+
+    /// The records, padded to whole blocks; empty if there are none.
+    pub(crate) fn finish(mut self) -> Vec<u8> {
+        let at = self.buf.len();
+        let mut gap = at.next_multiple_of(BLOCK) - at;
+        if at > 0 && gap > 0 {
+            if gap < HEADER {
+                gap += BLOCK;
+            }
+            self.buf.resize(at + gap, 0);
+            let pad = (gap - HEADER) as u64;
+            seal(&mut self.buf[at..], self.epoch, Kind::Padding, NodeId(0), 0, pad);
+        }
+        self.buf
+    }
 }
 
 fn le(b: &[u8]) -> u64 {
     b.try_into().map(u64::from_le_bytes).unwrap_or(0)
 }
 
-/// A header's `(node, offset, len)` if it opens a record of `epoch` no longer
-/// than `max` bytes of data; the CRC is checked once the data is read.
-fn open_header(h: &[u8; HEADER], epoch: u64, max: u64) -> Option<(NodeId, u64, u64)> {
+/// A header's `(kind, node, offset, len)` if it opens a record of `epoch`
+/// whose payload is at most `max` bytes; the CRC is checked once the
+/// payload is read.
+fn open_header(h: &[u8; HEADER], epoch: u64, max: u64) -> Option<(Kind, NodeId, u64, u64)> {
     let magic = u32::from_le_bytes([h[0], h[1], h[2], h[3]]);
-    let len = le(&h[32..40]);
-    (magic == MAGIC && le(&h[8..16]) == epoch && len <= max)
-        .then(|| (NodeId(le(&h[16..24])), le(&h[24..32]), len))
+    let kind = Kind::from_u32(u32::from_le_bytes([h[16], h[17], h[18], h[19]]))?;
+    let len = le(&h[40..48]);
+    (magic == MAGIC && le(&h[8..16]) == epoch && kind.payload(len) <= max)
+        .then(|| (kind, NodeId(le(&h[24..32])), le(&h[32..40]), len))
 }
 
-fn crc_ok(h: &[u8; HEADER], data: &[u8]) -> bool {
+fn crc_ok(h: &[u8; HEADER], payload: &[u8]) -> bool {
     let want = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
-    crc32c::crc32c_append(crc32c::crc32c(&h[8..]), data) == want
+    crc32c::crc32c_append(crc32c::crc32c(&h[8..]), payload) == want
 }
 
 /// Written ranges per node since the last commit or log flush.
@@ -185,18 +271,21 @@ impl IntentLog {
         while pos + HEADER as u64 <= end {
             let mut h = [0u8; HEADER];
             file.read_at(&mut h, pos).map_err(io)?;
-            let Some((node, offset, len)) = open_header(&h, epoch, end - pos - HEADER as u64)
+            let Some((kind, node, offset, len)) = open_header(&h, epoch, end - pos - HEADER as u64)
             else {
                 break;
             };
-            let mut data = vec![0u8; usize::try_from(len).unwrap_or(0)];
+            let payload = kind.payload(len);
+            let mut data = vec![0u8; usize::try_from(payload).unwrap_or(0)];
             file.read_at(&mut data, pos + HEADER as u64).map_err(io)?;
             if !crc_ok(&h, &data) {
                 break;
             }
-            pos += HEADER as u64 + len;
-            n += 1;
-            apply(Record { node, offset, data })?;
+            pos += HEADER as u64 + payload;
+            if kind != Kind::Padding {
+                n += 1;
+                apply(Record { kind, node, offset, len, data })?;
+            }
         }
         Ok(n)
     }
@@ -253,7 +342,8 @@ impl IntentLog {
         if self.capacity == 0 {
             return;
         }
-        *self.dirty.lock() = Dirty::default();
+        let mut d = self.dirty.lock();
+        *d = Dirty::default();
         self.overflow.store(false, Ordering::Release);
     }
 
@@ -289,8 +379,10 @@ impl IntentLog {
     pub(crate) fn take_dirty(&self) -> Option<Spans> {
         let tail = self.log.lock().as_ref()?.tail;
         let mut d = self.dirty.lock();
-        let headers = d.nodes.values().map(|(_, s)| s.len() as u64).sum::<u64>() * HEADER as u64;
-        if d.overflow || d.bytes > FLUSH_MAX || tail + d.bytes + headers > self.capacity {
+        let runs = d.nodes.values().map(|(_, s)| s.len() as u64).sum::<u64>();
+        // headers, and the padding after them
+        let framing = (runs + 1) * HEADER as u64 + 2 * BLOCK as u64;
+        if d.overflow || d.bytes > FLUSH_MAX || tail + d.bytes + framing > self.capacity {
             return None;
         }
         let taken = std::mem::take(&mut *d);
@@ -316,6 +408,11 @@ impl IntentLog {
         Ok(log.tail)
     }
 
+    /// Whether a log file is open (it exists, or the log is turned on).
+    pub(crate) fn is_open(&self) -> bool {
+        self.log.lock().is_some()
+    }
+
     pub(crate) fn epoch(&self) -> u64 {
         self.log.lock().as_ref().map_or(0, |l| l.epoch)
     }
@@ -332,29 +429,35 @@ mod tests {
     fn record(epoch: u64, node: u64, offset: u64, data: &[u8]) -> Vec<u8> {
         let mut out = vec![0u8; HEADER];
         out.extend_from_slice(data);
-        seal(&mut out, epoch, NodeId(node), offset);
+        seal(&mut out, epoch, Kind::Data, NodeId(node), offset, data.len() as u64);
         out
+    }
+
+    fn header(r: &[u8]) -> [u8; HEADER] {
+        r[..HEADER].try_into().unwrap()
     }
 
     #[test]
     fn record_layout_golden() {
         let r = record(7, 3, 0x1000, b"ab");
         let mut want = Vec::new();
-        want.extend_from_slice(&MAGIC.to_le_bytes());
+        want.extend_from_slice(b"CBIL");
         want.extend_from_slice(&crc32c::crc32c(&r[8..]).to_le_bytes());
-        for v in [7u64, 3, 0x1000, 2] {
+        want.extend_from_slice(&7u64.to_le_bytes());
+        want.extend_from_slice(&1u32.to_le_bytes());
+        want.extend_from_slice(&0u32.to_le_bytes());
+        for v in [3u64, 0x1000, 2] {
             want.extend_from_slice(&v.to_le_bytes());
         }
         want.extend_from_slice(b"ab");
         assert_eq!(r, want);
-        assert_eq!(&r[..4], b"CBIL");
     }
 
     #[test]
     fn headers_of_other_epochs_torn_or_too_long_are_refused() {
         let r = record(7, 3, 4096, &[9u8; 100]);
-        let h: [u8; HEADER] = r[..HEADER].try_into().unwrap();
-        assert_eq!(open_header(&h, 7, 100), Some((NodeId(3), 4096, 100)));
+        let h = header(&r);
+        assert_eq!(open_header(&h, 7, 100), Some((Kind::Data, NodeId(3), 4096, 100)));
         assert!(crc_ok(&h, &r[HEADER..]));
         assert_eq!(open_header(&h, 8, 100), None, "another epoch");
         assert_eq!(open_header(&h, 7, 99), None, "longer than the log");
@@ -362,9 +465,54 @@ mod tests {
         torn[50] ^= 1;
         assert!(!crc_ok(&h, &torn), "a flipped data bit");
         let mut bad = h;
-        bad[20] ^= 1;
+        bad[30] ^= 1;
         assert!(!crc_ok(&bad, &r[HEADER..]), "a flipped header bit");
         assert_eq!(open_header(&[0u8; HEADER], 0, 100), None, "zeroes");
+        let mut unknown = h;
+        unknown[16] = 9;
+        assert_eq!(open_header(&unknown, 7, 100), None, "a kind this version does not know");
+    }
+
+    #[test]
+    fn a_batch_is_whole_blocks_with_zero_ranges_as_zero_records() {
+        let mut b = Batch::new(5);
+        b.add(NodeId(2), 8192, 100, |d| {
+            d.fill(7);
+            Ok(())
+        })
+        .unwrap();
+        b.add(NodeId(2), 1 << 20, 65536, |_| Ok(())).unwrap();
+        let buf = b.finish();
+        assert_eq!(buf.len(), BLOCK, "one block: two headers, 100 bytes, padding");
+        let mut pos = 0;
+        let mut seen = Vec::new();
+        while pos < buf.len() {
+            let h = header(&buf[pos..]);
+            let (kind, node, offset, len) = open_header(&h, 5, u64::MAX).unwrap();
+            let payload = usize::try_from(kind.payload(len)).unwrap();
+            assert!(crc_ok(&h, &buf[pos + HEADER..pos + HEADER + payload]));
+            seen.push((kind, node.0, offset, len));
+            pos += HEADER + payload;
+        }
+        assert_eq!(pos, BLOCK);
+        let pad = (BLOCK - 3 * HEADER - 100) as u64;
+        assert_eq!(
+            seen,
+            [
+                (Kind::Data, 2, 8192, 100),
+                (Kind::Zeroes, 2, 1 << 20, 65536),
+                (Kind::Padding, 0, 0, pad)
+            ]
+        );
+        // a gap too small for a padding header takes one more block
+        let mut b = Batch::new(5);
+        b.add(NodeId(1), 0, BLOCK - HEADER - 10, |d| {
+            d.fill(1);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(b.finish().len(), 2 * BLOCK);
+        assert!(Batch::new(5).finish().is_empty());
     }
 
     #[test]
