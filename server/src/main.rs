@@ -50,11 +50,11 @@ struct Args {
     /// writes into clones and into never-written ranges) fdatasync the data.
     #[arg(long, value_name = "SECS", default_value_t = Config::default().commit_interval.as_secs())]
     commit_interval: u64,
-    /// Size of the intent log in MiB (`DATA/intent.log`). A FLUSH after
-    /// writes that changed the block map (first writes after a snapshot,
-    /// into a clone, into never-written ranges) appends the written bytes
-    /// there with one fdatasync instead of committing the map to sled (a
-    /// second one). 0 turns it off.
+    /// Largest size of the intent log in MiB (`DATA/intent.log`, grown as
+    /// needed). A FLUSH after writes that changed the block map (first
+    /// writes after a snapshot, into a clone, into never-written ranges)
+    /// appends the written bytes there with one fdatasync instead of
+    /// committing the map to sled (a second one). 0 turns it off.
     #[arg(long, value_name = "MIB", default_value_t = Config::default().intent_log_bytes >> 20)]
     intent_log_mib: u64,
     /// TOML config file; today it holds the snapshot policy, `[schedule]`

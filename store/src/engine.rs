@@ -56,7 +56,7 @@ pub struct StoreConfig {
 
 impl StoreConfig {
     /// Defaults: 256 MiB sled cache, 64 MiB map cache, commit every 5 s,
-    /// 10 ms between GC steps, 64 MiB intent log.
+    /// 10 ms between GC steps, intent log of up to 1 GiB.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         StoreConfig {
             dir: dir.into(),
@@ -179,7 +179,7 @@ impl Engine {
         };
         engine.load()?;
         engine.replay_intent()?;
-        engine.intent.preallocate()?;
+        engine.intent.finish_open();
         Ok(engine)
     }
 

@@ -25,10 +25,16 @@ use crate::error::StoreError;
 use crate::keys::NodeId;
 use crate::node::NodeState;
 
-/// The log's size unless configured. A FLUSH logs only what was written
-/// since the one before; an epoch that outgrows the log falls back to
-/// commits until the next one.
-pub const DEFAULT_INTENT_LOG_BYTES: u64 = 64 << 20;
+/// The log's largest size unless configured. A commit empties it, and the
+/// background thread commits early once it is half full; between two
+/// commits (five seconds) it holds what the FLUSHes logged, padded to 4 KiB
+/// each: PostgreSQL's commits logged 12-24 MB/s in pgbench here, and 64 MiB
+/// made the server commit every two seconds (BENCHMARKS.md, session 6). An
+/// epoch that outgrows it falls back to commits until the next one. The
+/// file grows as FLUSHes need it.
+pub const DEFAULT_INTENT_LOG_BYTES: u64 = 1 << 30;
+/// The file grows in steps of this many bytes, as FLUSHes need it.
+const GROW: u64 = 16 << 20;
 /// Bytes one FLUSH logs at most; past that a commit's `fdatasync` of the
 /// data files is the cheaper way to make them durable.
 const FLUSH_MAX: u64 = 8 << 20;
@@ -198,6 +204,8 @@ struct LogFile {
     epoch: u64,
     /// Where the next record goes.
     tail: u64,
+    /// The file's length: blocks below it were written before.
+    filled: u64,
     /// Records of `epoch` were made durable: the next commit must retire them.
     logged: bool,
 }
@@ -247,8 +255,9 @@ impl IntentLog {
                 f
             }
         };
+        let filled = file.file_len().map_err(io)?;
         let file = Arc::from(file);
-        *self.log.lock() = Some(LogFile { file, epoch, tail: 0, logged: false });
+        *self.log.lock() = Some(LogFile { file, epoch, tail: 0, filled, logged: false });
         Ok(())
     }
 
@@ -290,30 +299,12 @@ impl IntentLog {
         Ok(n)
     }
 
-    /// Writes zeroes over the log's whole length once, so that appending a
-    /// record later overwrites blocks the file system has already allocated
-    /// and its `fdatasync` needs no journal commit.
-    /// Turned off (`capacity` 0), it only closes the file, kept open for
-    /// the replay.
-    pub(crate) fn preallocate(&self) -> Result<(), StoreError> {
-        let mut guard = self.log.lock();
+    /// After the replay: a log turned off (`capacity` 0) closes its file,
+    /// kept open only for that.
+    pub(crate) fn finish_open(&self) {
         if self.capacity == 0 {
-            *guard = None;
-            return Ok(());
+            *self.log.lock() = None;
         }
-        let Some(log) = guard.as_ref() else { return Ok(()) };
-        let io = |e| StoreError::io("preallocating the intent log", e);
-        let mut at = log.file.file_len().map_err(io)?;
-        if at >= self.capacity {
-            return Ok(());
-        }
-        let zeros = vec![0u8; 1 << 20];
-        while at < self.capacity {
-            let n = (self.capacity - at).min(zeros.len() as u64);
-            log.file.write_at(&zeros[..usize::try_from(n).unwrap_or(0)], at).map_err(io)?;
-            at += n;
-        }
-        log.file.sync_data().map_err(io)
     }
 
     /// Notes a completed write (or zeroing) of `[offset, offset + len)`.
@@ -401,6 +392,22 @@ impl IntentLog {
         let mut guard = self.log.lock();
         let Some(log) = guard.as_mut() else { return Ok(0) };
         let io = |e| StoreError::io("write of the intent log", e);
+        let end = log.tail + records.len() as u64;
+        if end > log.filled {
+            // Grow the file in steps written with zeroes: appending past its
+            // end would make every fdatasync commit the new size to ext4's
+            // journal (a second device flush); this way one in GROW bytes
+            // does, and later laps overwrite allocated blocks.
+            let to = end.next_multiple_of(GROW).min(self.capacity).max(end);
+            let zeros = vec![0u8; 1 << 20];
+            let mut at = end.max(log.filled);
+            while at < to {
+                let n = (to - at).min(zeros.len() as u64);
+                log.file.write_at(&zeros[..usize::try_from(n).unwrap_or(0)], at).map_err(io)?;
+                at += n;
+            }
+            log.filled = to;
+        }
         log.file.write_at(records, log.tail).map_err(io)?;
         log.file.sync_data().map_err(|e| StoreError::io("fdatasync of the intent log", e))?;
         log.tail += records.len() as u64;

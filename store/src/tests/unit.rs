@@ -580,10 +580,13 @@ fn a_flush_after_map_changes_goes_to_the_intent_log() {
         (st.commits, st.map_commits, st.intent_flushes)
     };
     let (c0, m0, i0) = counts(&s);
+    let log_len = || std::fs::metadata(dir.path().join("intent.log")).unwrap().len();
+    assert_eq!(log_len(), 0, "the log grows when it is used");
     // a first write allocates: the FLUSH logs it, sled is not touched
     e.write(70_000, &[1; 9000]).unwrap();
     e.commit().unwrap();
     assert_eq!(counts(&s), (c0, m0, i0 + 1));
+    assert_eq!(log_len(), 1 << 20, "written with zeroes up to a step (here the whole log)");
     // while the map change is pending, FLUSHes keep logging what is new
     e.write(70_100, &[2; 100]).unwrap();
     e.commit().unwrap();
