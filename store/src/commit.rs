@@ -155,10 +155,17 @@ impl Engine {
                 }
             }
         }
+        // Safe to let catalog operations in now: their commit waits for this
+        // run, so these records are durable (or the store poisoned) before
+        // it, and its catalog keys retire them in the same batch.
         drop(catalog);
         let records = batch.finish();
         if records.is_empty() {
             return Ok(true); // nothing written since the last log flush
+        }
+        if let Err(e) = self.intent.grow_for(records.len() as u64) {
+            tracing::warn!(error = %e, "growing the intent log failed; committing instead");
+            return Ok(false);
         }
         let tail = self.intent.append(&records)?;
         self.write_stats.intent_flushes.fetch_add(1, Ordering::Relaxed);

@@ -280,8 +280,10 @@ impl IntentLog {
         while pos + HEADER as u64 <= end {
             let mut h = [0u8; HEADER];
             file.read_at(&mut h, pos).map_err(io)?;
-            let Some((kind, node, offset, len)) = open_header(&h, epoch, end - pos - HEADER as u64)
-            else {
+            // no real record is longer than one FLUSH's bytes or a padding
+            // block: a torn header's stale length must not size an allocation
+            let max = (end - pos - HEADER as u64).min(FLUSH_MAX + BLOCK as u64);
+            let Some((kind, node, offset, len)) = open_header(&h, epoch, max) else {
                 break;
             };
             let payload = kind.payload(len);
@@ -392,27 +394,36 @@ impl IntentLog {
         let mut guard = self.log.lock();
         let Some(log) = guard.as_mut() else { return Ok(0) };
         let io = |e| StoreError::io("write of the intent log", e);
-        let end = log.tail + records.len() as u64;
-        if end > log.filled {
-            // Grow the file in steps written with zeroes: appending past its
-            // end would make every fdatasync commit the new size to ext4's
-            // journal (a second device flush); this way one in GROW bytes
-            // does, and later laps overwrite allocated blocks.
-            let to = end.next_multiple_of(GROW).min(self.capacity).max(end);
-            let zeros = vec![0u8; 1 << 20];
-            let mut at = end.max(log.filled);
-            while at < to {
-                let n = (to - at).min(zeros.len() as u64);
-                log.file.write_at(&zeros[..usize::try_from(n).unwrap_or(0)], at).map_err(io)?;
-                at += n;
-            }
-            log.filled = to;
-        }
         log.file.write_at(records, log.tail).map_err(io)?;
         log.file.sync_data().map_err(|e| StoreError::io("fdatasync of the intent log", e))?;
         log.tail += records.len() as u64;
         log.logged = true;
         Ok(log.tail)
+    }
+
+    /// Makes the file long enough for `len` more bytes at the tail. It grows
+    /// in steps written with zeroes: appending past its end would make every
+    /// fdatasync commit the new size to ext4's journal (a second device
+    /// flush); this way one in GROW bytes does, and later laps overwrite
+    /// allocated blocks. Nothing acknowledged is touched (zeroes go past the
+    /// tail), so a failure here (a full disk) only means this FLUSH commits.
+    pub(crate) fn grow_for(&self, len: u64) -> io::Result<()> {
+        let mut guard = self.log.lock();
+        let Some(log) = guard.as_mut() else { return Ok(()) };
+        let end = log.tail + len;
+        if end <= log.filled {
+            return Ok(());
+        }
+        let to = end.next_multiple_of(GROW).min(self.capacity).max(end);
+        let zeros = vec![0u8; 1 << 20];
+        let mut at = end.max(log.filled);
+        while at < to {
+            let n = (to - at).min(zeros.len() as u64);
+            log.file.write_at(&zeros[..usize::try_from(n).unwrap_or(0)], at)?;
+            at += n;
+        }
+        log.filled = to;
+        Ok(())
     }
 
     /// Whether a log file is open (it exists, or the log is turned on).

@@ -251,3 +251,34 @@ fn records_left_by_a_torn_flush_never_replay() {
     check_invariants(&s);
     s.close().unwrap();
 }
+
+/// The log cannot grow (a full disk): the FLUSH commits instead, the store
+/// stays writable, and what it acknowledged survives a crash.
+#[test]
+fn a_log_that_cannot_grow_makes_the_flush_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = MemFs::default();
+    let mut c = config(dir.path());
+    c.commit_interval = std::time::Duration::from_secs(3600);
+    let s = Store::open_with(c.clone(), Arc::new(fs.clone())).unwrap();
+    s.create_volume("v", SIZE, 4096).unwrap().unwrap();
+    let e = s.open_export("v").unwrap();
+    fs.faults.fail_log_growth.store(true, Ordering::Relaxed);
+    e.write(0, &[7; 8192]).unwrap();
+    let before = s.stats();
+    e.commit().unwrap();
+    let after = s.stats();
+    assert_eq!(after.intent_flushes, before.intent_flushes);
+    assert_eq!(after.map_commits, before.map_commits + 1, "it committed");
+    e.write(PAGE * 8, &[8; 4096]).unwrap();
+    fs.faults.fail_log_growth.store(false, Ordering::Relaxed);
+    e.commit().unwrap();
+    assert_eq!(s.stats().intent_flushes, after.intent_flushes + 1, "logging again");
+    s.abandon();
+    drop((e, s));
+    fs.crash(|_| false);
+    let s = Store::open_with(c, Arc::new(fs.clone())).unwrap();
+    let got = read_all(&s, "v");
+    assert!(got[..8192].iter().all(|&b| b == 7) && got[8 * 4096..9 * 4096].iter().all(|&b| b == 8));
+    s.close().unwrap();
+}

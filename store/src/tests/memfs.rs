@@ -15,6 +15,8 @@ use crate::data::{DataFile, DataFileFactory};
 pub(crate) struct Faults {
     pub(crate) fail_writes: AtomicBool,
     pub(crate) fail_sync: AtomicBool,
+    /// Writes that would lengthen `intent.log` fail (a full disk).
+    pub(crate) fail_log_growth: AtomicBool,
 }
 
 #[derive(Default)]
@@ -26,6 +28,7 @@ struct FileState {
 struct MemFile {
     state: Mutex<FileState>,
     faults: Arc<Faults>,
+    is_log: bool,
 }
 
 fn eio() -> io::Error {
@@ -48,6 +51,12 @@ impl DataFile for Arc<MemFile> {
         }
         let mut s = self.state.lock();
         let off = usize::try_from(offset).unwrap();
+        if self.is_log
+            && s.current.len() < off + data.len()
+            && self.faults.fail_log_growth.load(Ordering::Relaxed)
+        {
+            return Err(io::Error::from_raw_os_error(libc::ENOSPC));
+        }
         if s.current.len() < off + data.len() {
             s.current.resize(off + data.len(), 0);
         }
@@ -100,6 +109,7 @@ impl DataFileFactory for MemFs {
         let f = Arc::new(MemFile {
             state: Mutex::new(FileState::default()),
             faults: self.faults.clone(),
+            is_log: path.file_name() == Some("intent.log".as_ref()),
         });
         files.insert(path.to_path_buf(), f.clone());
         Ok(Some(Box::new(f)))
