@@ -25,6 +25,21 @@ fn write_pages(s: &Store, vol: &str, first: u64, n: u64, byte: u8, allowed: &mut
     }
 }
 
+/// Every page of every volume is one byte repeated, and one it may hold.
+fn check_allowed(s: &Store, allowed: &BTreeMap<&str, Allowed>, what: &str) {
+    for (vol, m) in allowed {
+        let got = read_all(s, vol);
+        for (p, set) in m {
+            let page = &got[(*p * PAGE) as usize..((*p + 1) * PAGE) as usize];
+            assert!(
+                page.iter().all(|b| *b == page[0]) && set.contains(&page[0]),
+                "{what}: {vol} page {p} holds {:?}, allowed {set:?}",
+                &page[..8]
+            );
+        }
+    }
+}
+
 #[test]
 fn crash_keeps_committed_data_and_never_foreign_bytes() {
     for seed in 0..12u64 {
@@ -90,17 +105,7 @@ fn crash_keeps_committed_data_and_never_foreign_bytes() {
         fs.crash(|_| rng.random_bool(0.5));
         let s = Store::open_with(config(dir.path()), Arc::new(fs.clone())).unwrap();
         assert_eq!(read_all(&s, "a@s"), snap_a, "seed {seed}: snapshot changed");
-        for (vol, m) in &allowed {
-            let got = read_all(&s, vol);
-            for (p, set) in m {
-                let page = &got[(*p * PAGE) as usize..((*p + 1) * PAGE) as usize];
-                assert!(
-                    page.iter().all(|b| *b == page[0]) && set.contains(&page[0]),
-                    "seed {seed}: {vol} page {p} holds {:?}, allowed {set:?}",
-                    &page[..8]
-                );
-            }
-        }
+        check_allowed(&s, &allowed, &format!("seed {seed}"));
         check_invariants(&s);
         s.close().unwrap();
     }
@@ -125,6 +130,16 @@ fn failed_sync_poisons_the_store() {
     s.abandon();
 }
 
+/// A data directory (sled on disk, data files and the intent log in
+/// memory) whose store commits only when told: every FLUSH after map
+/// changes then goes to the intent log.
+fn quiet_memfs() -> (tempfile::TempDir, MemFs, crate::StoreConfig) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.commit_interval = std::time::Duration::from_secs(3600);
+    (dir, MemFs::default(), c)
+}
+
 /// Every FLUSH (`Export::commit`) here follows map changes, so it goes to the
 /// intent log; a crash then loses unsynced pages of every file, the log's
 /// included. What a FLUSH acknowledged must read back (replayed at open),
@@ -133,10 +148,7 @@ fn failed_sync_poisons_the_store() {
 fn crash_keeps_what_the_intent_log_acknowledged() {
     for seed in 0..12u64 {
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-        let dir = tempfile::tempdir().unwrap();
-        let fs = MemFs::default();
-        let mut c = config(dir.path());
-        c.commit_interval = std::time::Duration::from_secs(3600);
+        let (_dir, fs, c) = quiet_memfs();
         let mut s = Store::open_with(c.clone(), Arc::new(fs.clone())).unwrap();
         for (vol, cs) in [("a", 4096), ("b", 16384)] {
             s.create_volume(vol, SIZE, cs).unwrap().unwrap();
@@ -185,17 +197,7 @@ fn crash_keeps_what_the_intent_log_acknowledged() {
             fs.crash(|_| rng.random_bool(0.5));
             s = Store::open_with(c.clone(), Arc::new(fs.clone())).unwrap();
             assert_eq!(read_all(&s, "a@s"), snap_a, "seed {seed}: snapshot changed");
-            for (vol, m) in &allowed {
-                let got = read_all(&s, vol);
-                for (p, set) in m {
-                    let page = &got[(*p * PAGE) as usize..((*p + 1) * PAGE) as usize];
-                    assert!(
-                        page.iter().all(|b| *b == page[0]) && set.contains(&page[0]),
-                        "seed {seed} round {round}: {vol} page {p} holds {:?}, allowed {set:?}",
-                        &page[..8]
-                    );
-                }
-            }
+            check_allowed(&s, &allowed, &format!("seed {seed} round {round}"));
             check_invariants(&s);
             reset(&s, &mut allowed);
         }
@@ -209,10 +211,7 @@ fn crash_keeps_what_the_intent_log_acknowledged() {
 /// and not after new records of a later run fill the log up to them.
 #[test]
 fn records_left_by_a_torn_flush_never_replay() {
-    let dir = tempfile::tempdir().unwrap();
-    let fs = MemFs::default();
-    let mut c = config(dir.path());
-    c.commit_interval = std::time::Duration::from_secs(3600);
+    let (_dir, fs, c) = quiet_memfs();
     let s = Store::open_with(c.clone(), Arc::new(fs.clone())).unwrap();
     s.create_volume("v", SIZE, 4096).unwrap().unwrap();
     s.open_export("v").unwrap().write(0, &vec![1; SIZE as usize]).unwrap();
@@ -256,10 +255,7 @@ fn records_left_by_a_torn_flush_never_replay() {
 /// stays writable, and what it acknowledged survives a crash.
 #[test]
 fn a_log_that_cannot_grow_makes_the_flush_commit() {
-    let dir = tempfile::tempdir().unwrap();
-    let fs = MemFs::default();
-    let mut c = config(dir.path());
-    c.commit_interval = std::time::Duration::from_secs(3600);
+    let (_dir, fs, c) = quiet_memfs();
     let s = Store::open_with(c.clone(), Arc::new(fs.clone())).unwrap();
     s.create_volume("v", SIZE, 4096).unwrap().unwrap();
     let e = s.open_export("v").unwrap();
