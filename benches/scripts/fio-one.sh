@@ -15,7 +15,8 @@
 # Environment: SIZE=2G RUNTIME=5 BASE=FILE (prefill image; default: SIZE of
 #   /dev/urandom made once in WORKDIR) MODE=live|clone PERF=0|1
 #   CLONEBD_SERVER CLONEBD_CLI (default: cargo build --release here)
-# Prints one line per workload: IOPS, MB/s, p50/p99 completion latency in µs,
+# Prints one line per workload (and one more with the FLUSH latency tail for
+# wal and flush32): IOPS, MB/s, p50/p99 completion latency in µs,
 # and the CPUs fio and the server kept busy (1.00 = one core; over fio's
 # elapsed time, ramp included; with numjobs > 1 fio reports its CPU per job).
 # perf data goes to WORKDIR/WORKLOAD.perf (WORKDIR kept when PERF=1).
@@ -114,5 +115,13 @@ for k in ("read", "write"):
         print(f'{sys.argv[1]:16} {k:5} {x["iops"]:10.0f} IOPS {x["bw_bytes"] / 1e6:8.0f} MB/s'
               f'  p50 {p["50.000000"] / 1000:8.1f} us  p99 {p["99.000000"] / 1000:8.1f} us'
               f'  cpu fio {(job["usr_cpu"] + job["sys_cpu"]) / 100:4.2f} server {server:4.2f}')
+# workloads with FLUSHes (wal, flush32): their latency tail, where a commit shows
+sync = job.get("sync", {}).get("lat_ns", {})
+if sync.get("N"):
+    p = sync.get("percentile", {})
+    ms = lambda v: f'{v / 1e6:7.2f} ms'
+    print(f'{sys.argv[1]:16} flush {sync["N"]:10d} FLUSHes  mean {ms(sync["mean"])}'
+          f'  p99 {ms(p.get("99.000000", 0))}  p99.9 {ms(p.get("99.900000", 0))}'
+          f'  p99.99 {ms(p.get("99.990000", 0))}  max {ms(sync["max"])}')
 PY
 done
