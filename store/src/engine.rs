@@ -12,7 +12,7 @@ use crate::catalog::{Catalog, GcMark, NodeEntry, SnapEntry};
 use crate::commit::Committer;
 use crate::data::{DataFileFactory, DataFiles, LANES};
 use crate::error::StoreError;
-use crate::intent::{DEFAULT_INTENT_LOG_BYTES, IntentLog};
+use crate::intent::{DEFAULT_INTENT_LOG_BYTES, IntentLog, LOG_FILE};
 use crate::keys::{
     FREE, GC, HWM, INTENT_EPOCH, LAYOUT, NEXT_NODE, NODE, NodeId, OWNED, SNAP, decode_free_key,
     decode_node_key, decode_pair_key, decode_u64,
@@ -157,7 +157,7 @@ impl Engine {
             None => 0,
         };
         let intent = IntentLog::new(config.intent_log_bytes);
-        intent.open(factory.as_ref(), &config.dir.join("intent.log"), epoch)?;
+        intent.open(factory.as_ref(), &config.dir.join(LOG_FILE), epoch)?;
         let pending = Pending::new(config.map_cache_bytes / 4 * 3);
         let lineage = LineageCache::new(config.map_cache_bytes / 4);
         let engine = Engine {

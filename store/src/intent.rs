@@ -33,6 +33,8 @@ use crate::node::NodeState;
 /// epoch that outgrows it falls back to commits until the next one. The
 /// file grows as FLUSHes need it.
 pub const DEFAULT_INTENT_LOG_BYTES: u64 = 1 << 30;
+/// The log's file in the data directory.
+pub(crate) const LOG_FILE: &str = "intent.log";
 /// The file grows in steps of this many bytes, as FLUSHes need it.
 const GROW: u64 = 16 << 20;
 /// Bytes one FLUSH logs at most; past that a commit's `fdatasync` of the
@@ -174,8 +176,6 @@ fn crc_ok(h: &[u8; HEADER], payload: &[u8]) -> bool {
 struct Dirty {
     nodes: HashMap<NodeId, (Arc<NodeState>, BTreeMap<u64, u64>)>,
     bytes: u64,
-    /// More was written than the log holds: this epoch commits instead.
-    overflow: bool,
 }
 
 /// Adds `[lo, hi)` to a set of disjoint, non-touching ranges (start → end);
@@ -216,7 +216,9 @@ pub(crate) type Spans = Vec<(Arc<NodeState>, Vec<(u64, u64)>)>;
 pub(crate) struct IntentLog {
     capacity: u64,
     dirty: Mutex<Dirty>,
-    /// Mirrors `Dirty::overflow` so writes skip the lock once it is set.
+    /// More was written since the last commit than the log holds: this
+    /// epoch commits instead. Changed under the `dirty` lock; read without
+    /// it so writes skip the lock once it is set.
     overflow: AtomicBool,
     log: Mutex<Option<LogFile>>,
 }
@@ -315,14 +317,14 @@ impl IntentLog {
             return;
         }
         let mut d = self.dirty.lock();
-        if d.overflow {
+        if self.overflow.load(Ordering::Acquire) {
             return;
         }
         let (_, set) = d.nodes.entry(node.id).or_insert_with(|| (node.clone(), BTreeMap::new()));
         let added = insert_range(set, offset, offset.saturating_add(len));
         d.bytes += added;
         if d.bytes > self.capacity {
-            *d = Dirty { overflow: true, ..Dirty::default() };
+            *d = Dirty::default();
             self.overflow.store(true, Ordering::Release);
         }
     }
@@ -342,7 +344,7 @@ impl IntentLog {
 
     /// Whether records of the current epoch are durable.
     pub(crate) fn logged(&self) -> bool {
-        self.log.lock().as_ref().is_some_and(|l| l.logged)
+        self.retiring().is_some()
     }
 
     /// The epoch the next commit must write to sled to retire the records,
@@ -375,7 +377,10 @@ impl IntentLog {
         let runs = d.nodes.values().map(|(_, s)| s.len() as u64).sum::<u64>();
         // headers, and the padding after them
         let framing = (runs + 1) * HEADER as u64 + 2 * BLOCK as u64;
-        if d.overflow || d.bytes > FLUSH_MAX || tail + d.bytes + framing > self.capacity {
+        if self.overflow.load(Ordering::Acquire)
+            || d.bytes > FLUSH_MAX
+            || tail + d.bytes + framing > self.capacity
+        {
             return None;
         }
         let taken = std::mem::take(&mut *d);

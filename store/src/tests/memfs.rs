@@ -109,7 +109,7 @@ impl DataFileFactory for MemFs {
         let f = Arc::new(MemFile {
             state: Mutex::new(FileState::default()),
             faults: self.faults.clone(),
-            is_log: path.file_name() == Some("intent.log".as_ref()),
+            is_log: path.file_name() == Some(crate::intent::LOG_FILE.as_ref()),
         });
         files.insert(path.to_path_buf(), f.clone());
         Ok(Some(Box::new(f)))

@@ -580,7 +580,7 @@ fn a_flush_after_map_changes_goes_to_the_intent_log() {
         (st.commits, st.map_commits, st.intent_flushes)
     };
     let (c0, m0, i0) = counts(&s);
-    let log_len = || std::fs::metadata(dir.path().join("intent.log")).unwrap().len();
+    let log_len = || std::fs::metadata(dir.path().join(crate::intent::LOG_FILE)).unwrap().len();
     assert_eq!(log_len(), 0, "the log grows when it is used");
     // a first write allocates: the FLUSH logs it, sled is not touched
     e.write(70_000, &[1; 9000]).unwrap();
