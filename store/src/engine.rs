@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use crate::alloc::Allocator;
 use crate::catalog::{Catalog, GcMark, NodeEntry, SnapEntry};
 use crate::commit::Committer;
 use crate::data::{DataFileFactory, DataFiles, LANES};
@@ -20,7 +21,7 @@ use crate::keys::{
 use crate::lineage::LineageCache;
 use crate::meta::{KeyOp, MetaStore, SledMeta};
 use crate::node::NodeState;
-use crate::pending::{Allocator, Pending};
+use crate::pending::Pending;
 use crate::record::{Life, NodeRec, SnapRec};
 
 /// How often the background thread commits, unless configured: five
@@ -151,7 +152,8 @@ impl Engine {
         let io = |e| StoreError::io(format!("data directory {}", config.dir.display()), e);
         std::fs::create_dir_all(&config.dir).map_err(io)?;
         let meta = SledMeta::open(&config.dir.join("sled"), config.cache_capacity)?;
-        let data = DataFiles::new(config.dir.join("chunks"), factory.clone(), data_lanes(&meta)?);
+        let lanes = data_lanes(&meta)?;
+        let data = DataFiles::new(config.dir.join("chunks"), factory.clone(), lanes);
         let epoch = match meta.get(INTENT_EPOCH)? {
             Some(v) => decode_u64(&v).ok_or_else(|| StoreError::corrupt("intent log epoch"))?,
             None => 0,
@@ -166,7 +168,7 @@ impl Engine {
             data,
             pending,
             lineage,
-            alloc: Allocator::default(),
+            alloc: Allocator::new(lanes),
             committer: Committer::default(),
             intent,
             catalog: Mutex::new(Catalog::default()),

@@ -40,6 +40,8 @@ impl Engine {
         let cs = u64::from(state.chunk_size);
         let groups = state.size().div_ceil(cs * GROUP_SLOTS);
         let mut buf = IoBuf::zeroed(usize::try_from(cs).unwrap_or(0));
+        // the copies go in runs on disk, as a write's chunks do (`alloc.rs`)
+        let mut run = None;
         for g in 0..groups {
             let _s = self.write_stripe(id, g);
             let head = state.head();
@@ -61,7 +63,8 @@ impl Engine {
                         // read through to the parent, or a partial chunk of
                         // an older entry: copied whole into a new chunk
                         (Slot::Absent, Res::Chunk(_)) | (_, Res::Partial { .. }) => {
-                            let a = self.alloc.alloc(class);
+                            let a = self.alloc.alloc(class, run);
+                            run = Some(a.id);
                             used.push(a);
                             self.write_stats.chunks_allocated.fetch_add(1, Ordering::Relaxed);
                             buf.resize(usize::try_from(cs).unwrap_or(0));

@@ -311,20 +311,24 @@ impl Engine {
         offset: u64,
         data: &[u8],
     ) -> Result<(), StoreError> {
+        let mut run = None;
         for (group, pieces) in groups(node.chunk_size, offset, data.len() as u64) {
-            self.write_group(node, group, pieces, Src::Data(data))?;
+            self.write_group(node, group, pieces, Src::Data(data), &mut run)?;
         }
         self.after_change()
     }
 
     /// Writes pieces of one group from `src`: in place where the head owns
-    /// the chunk, else copy-on-write into a new chunk.
+    /// the chunk, else copy-on-write into a new chunk, placed on disk right
+    /// after `run`, the chunk that holds the data just before it, when it
+    /// can (`alloc.rs`). Pieces are in order; `run` follows them.
     fn write_group(
         &self,
         node: &Arc<NodeState>,
         group: u64,
         pieces: impl Iterator<Item = Piece>,
         src: Src<'_>,
+        run: &mut Option<ChunkId>,
     ) -> Result<(), StoreError> {
         let cs = u64::from(node.chunk_size);
         let class = node.class;
@@ -338,7 +342,16 @@ impl Engine {
             for p in pieces {
                 let data = src.bytes(p.at, us(p.len));
                 let touched = touched(node.chunk_size, p.off, p.len);
+                // the write's first chunk continues what lies before it
+                // (a sequential writer's previous request)
+                if run.is_none() && p.slot > 0 {
+                    *run = match r.slots[p.slot - 1] {
+                        Res::Chunk(id) | Res::Partial { id, .. } => Some(id),
+                        Res::Zero => None,
+                    };
+                }
                 if let Some((id, mask)) = private_chunk(&r, head, p.slot) {
+                    *run = Some(id);
                     if mask != FULL && touched & !mask != 0 {
                         // A write that adds sub-blocks to a partial chunk
                         // adds them to its mask (one map update, no copy);
@@ -379,7 +392,8 @@ impl Engine {
                     continue;
                 }
                 // copy-on-write into a new chunk
-                let a = self.alloc.alloc(class);
+                let a = self.alloc.alloc(class, *run);
+                *run = Some(a.id);
                 used.push(a);
                 self.write_stats.chunks_allocated.fetch_add(1, Ordering::Relaxed);
                 if r.slots[p.slot] != Res::Zero {
@@ -445,6 +459,7 @@ impl Engine {
     ) -> Result<(), StoreError> {
         let cs = u64::from(node.chunk_size);
         let zeros = vec![0u8; us(cs)];
+        let mut run = None;
         for (group, pieces) in groups(node.chunk_size, offset, len) {
             let (whole, part): (Vec<Piece>, Vec<Piece>) = pieces.partition(|p| p.len == cs);
             if !whole.is_empty() {
@@ -458,7 +473,7 @@ impl Engine {
                 let part: Vec<Piece> =
                     part.into_iter().filter(|p| r.slots[p.slot] != Res::Zero).collect();
                 if !part.is_empty() {
-                    self.write_group(node, group, part.into_iter(), Src::Zeros(&zeros))?;
+                    self.write_group(node, group, part.into_iter(), Src::Zeros(&zeros), &mut run)?;
                 }
             }
         }

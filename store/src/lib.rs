@@ -13,6 +13,7 @@
 //!
 //! See docs/ARCHITECTURE.md "The storage engine".
 
+mod alloc;
 mod cache;
 mod catalog;
 mod clock;

@@ -1,6 +1,6 @@
 //! The pending map (map-entry versions and allocator changes not yet in the
-//! metadata store) and the chunk allocator. Reads merge the pending map with
-//! sled; a commit (`commit.rs`) moves it there after the data is synced.
+//! metadata store). Reads merge the pending map with sled; a commit
+//! (`commit.rs`) moves it there after the data is synced.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -154,70 +154,6 @@ impl Pending {
     /// Adds catalog keys to the next commit.
     pub(crate) fn push_extras(&self, ops: Vec<KeyOp>) {
         self.layers.write().active.extras.extend(ops);
-    }
-}
-
-#[derive(Default, Clone)]
-struct ClassState {
-    /// Highest chunk id ever handed out from the high-water mark.
-    hwm: u64,
-    /// Durably free chunks, reusable now.
-    free: Vec<u64>,
-}
-
-/// Free list first, else the high-water mark.
-#[derive(Default)]
-pub(crate) struct Allocator {
-    classes: Mutex<[ClassState; CLASSES]>,
-}
-
-impl Allocator {
-    pub(crate) fn load(&self, class: u8, hwm: u64, free: Vec<u64>) {
-        let mut c = self.classes.lock();
-        if let Some(s) = c.get_mut(usize::from(class)) {
-            s.hwm = s.hwm.max(hwm);
-            s.free.extend(free);
-        }
-    }
-
-    pub(crate) fn alloc(&self, class: u8) -> Allocation {
-        let mut c = self.classes.lock();
-        let s = &mut c[usize::from(class) % CLASSES];
-        match s.free.pop() {
-            Some(id) => Allocation { class, id: ChunkId(id), from_free: true },
-            None => {
-                s.hwm += 1;
-                Allocation { class, id: ChunkId(s.hwm), from_free: false }
-            }
-        }
-    }
-
-    /// An allocation that was never recorded (its write failed).
-    pub(crate) fn unuse(&self, a: Allocation, pending: &Pending) {
-        if a.from_free {
-            self.release(&[(a.class, a.id)]);
-        } else {
-            pending.record(Vec::new(), &[], &[(a.class, a.id)], &[]);
-        }
-    }
-
-    /// Makes chunks reusable (after the commit that freed them is durable).
-    pub(crate) fn release(&self, chunks: &[(u8, ChunkId)]) {
-        let mut c = self.classes.lock();
-        for &(class, id) in chunks {
-            if let Some(s) = c.get_mut(usize::from(class)) {
-                s.free.push(id.0);
-            }
-        }
-    }
-
-    pub(crate) fn hwms(&self) -> [u64; CLASSES] {
-        let c = self.classes.lock();
-        std::array::from_fn(|i| c[i].hwm)
-    }
-
-    pub(crate) fn free_count(&self) -> usize {
-        self.classes.lock().iter().map(|s| s.free.len()).sum()
     }
 }
 

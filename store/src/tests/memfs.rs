@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 
@@ -17,6 +17,8 @@ pub(crate) struct Faults {
     pub(crate) fail_sync: AtomicBool,
     /// Writes that would lengthen `intent.log` fail (a full disk).
     pub(crate) fail_log_growth: AtomicBool,
+    /// Reads of data files so far (the intent log's are not counted).
+    pub(crate) data_reads: AtomicU64,
 }
 
 #[derive(Default)]
@@ -37,6 +39,9 @@ fn eio() -> io::Error {
 
 impl DataFile for Arc<MemFile> {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        if !self.is_log {
+            self.faults.data_reads.fetch_add(1, Ordering::Relaxed);
+        }
         let s = self.state.lock();
         let off = usize::try_from(offset).unwrap();
         for (i, b) in buf.iter_mut().enumerate() {
@@ -121,6 +126,12 @@ impl DataFileFactory for MemFs {
 }
 
 impl MemFs {
+    /// Data files (not the intent log) holding at least one byte.
+    pub(crate) fn data_files_in_use(&self) -> usize {
+        let files = self.files.lock();
+        files.values().filter(|f| !f.is_log && !f.state.lock().current.is_empty()).count()
+    }
+
     /// Loses unsynced data: each unsynced 4 KiB page keeps its new content
     /// or reverts, as `keep(page_index)` decides (torn writes).
     pub(crate) fn crash(&self, mut keep: impl FnMut(usize) -> bool) {

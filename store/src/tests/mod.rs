@@ -2,6 +2,7 @@
 
 mod bench;
 mod crash;
+mod layout;
 mod memfs;
 mod model;
 mod sparse;
