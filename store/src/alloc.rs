@@ -19,15 +19,18 @@
 //!
 //! Only the highest id handed out is durable (the `A` key of each class).
 //! After a restart every lane resumes at the first run boundary above it;
-//! the places skipped stay unused: holes in sparse files, no disk space,
-//! less than two runs in each lane per restart.
+//! the places skipped stay unused: less than two runs in each lane per
+//! restart. Most are holes in sparse files; after a crash (not a clean
+//! stop) some may hold data a lagging lane wrote below the mark since the
+//! last commit, never referenced and never reused: at most that much space
+//! leaks per crash (16 MiB with 64 KiB chunks), as chunks allocated in a
+//! crashed multi-batch commit do (docs/ARCHITECTURE.md "Recovery").
 
 use parking_lot::Mutex;
 
 use crate::keys::ChunkId;
 use crate::pending::{Allocation, CLASSES, Pending};
 
-#[derive(Default, Clone)]
 struct ClassState {
     /// Highest chunk id ever handed out fresh.
     hwm: u64,
@@ -83,8 +86,9 @@ impl Allocator {
         }
     }
 
-    /// A chunk for `class`; `after` is the chunk the same write allocated
-    /// last, if any: the new one goes right after it on disk when it can.
+    /// A chunk for `class`; `after` is the chunk holding the data just
+    /// before the new one's, if any: the new one goes right after it on
+    /// disk when it can.
     pub(crate) fn alloc(&self, class: u8, after: Option<ChunkId>) -> Allocation {
         let mut c = self.classes.lock();
         let s = &mut c[usize::from(class) % CLASSES];
