@@ -278,20 +278,30 @@ init_db() { # name uri
 	detach
 }
 
-declare -A TPS=() LAT=()
-measure() { # name uri
+# utime + stime of a process, in clock ticks
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+declare -A TPS=() LAT=() CPU=()
+measure() { # name uri server-pid
 	sync
 	attach "$1" "$2"
 	mount_loop
 	pg_start "$MNT/pgdata"
 	say "  $1: pgbench -c $CLIENTS -j $JOBS -T $SECONDS_RUN"
+	local cpu0
+	cpu0=$(cpu_ticks "$3")
 	"${PGBENCH[@]}" -c "$CLIENTS" -j "$JOBS" -T "$SECONDS_RUN" bench >"$LOGS/pgbench-$1.log" 2>&1 ||
 		die "pgbench on $1 failed"
-	local tps lat
+	# the NBD server's CPU per transaction: on a machine that PostgreSQL
+	# saturates, what the server takes is what the database does not get
+	local tps lat txns cpu
+	txns=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$LOGS/pgbench-$1.log")
+	cpu=$(awk -v t="$(($(cpu_ticks "$3") - cpu0))" -v hz="$(getconf CLK_TCK)" -v n="${txns:-0}" \
+		'BEGIN { printf "%.3f", (n > 0 ? t / hz * 1000 / n : 0) }')
 	tps=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$LOGS/pgbench-$1.log" | tail -n 1)
 	lat=$(sed -n 's/^latency average = \([0-9.]*\) ms/\1/p' "$LOGS/pgbench-$1.log" | tail -n 1)
-	say "  $1: $tps TPS"
-	TPS[$1]+="$tps " LAT[$1]+="$lat "
+	say "  $1: $tps TPS, server $cpu CPU-ms per transaction"
+	TPS[$1]+="$tps " LAT[$1]+="$lat " CPU[$1]+="$cpu "
 	detach
 }
 
@@ -318,30 +328,30 @@ run_target() { # name round
 	case $1 in
 	clonebd-live)
 		(($2 == 1)) || cbd rollback pg@init
-		measure clonebd-live "nbd://$CLONEBD_NBD/pg"
+		measure clonebd-live "nbd://$CLONEBD_NBD/pg" "$SERVER_PID"
 		;;
 	clonebd-nosnap)
 		(($2 == 1)) || cbd volume delete pg-nosnap
 		cbd clone create pg@init pg-nosnap
 		cbd flatten pg-nosnap
-		measure clonebd-nosnap "nbd://$CLONEBD_NBD/pg-nosnap"
+		measure clonebd-nosnap "nbd://$CLONEBD_NBD/pg-nosnap" "$SERVER_PID"
 		;;
 	clonebd-clone)
 		(($2 == 1)) || cbd volume delete pg-clone
 		cbd clone create pg@init pg-clone
-		measure clonebd-clone "nbd://$CLONEBD_NBD/pg-clone"
+		measure clonebd-clone "nbd://$CLONEBD_NBD/pg-clone" "$SERVER_PID"
 		;;
 	qemu-raw)
 		cp --sparse=always "$base" "$raw"
 		start_qemu raw "$raw"
-		measure qemu-raw "$QEMU_URI"
+		measure qemu-raw "$QEMU_URI" "$NBD_PID"
 		stop_qemu
 		;;
 	qemu-qcow2)
 		rm -f "$overlay"
 		qemu-img create -q -f qcow2 -b "$base" -F raw "$overlay"
 		start_qemu qcow2 "$overlay"
-		measure qemu-qcow2 "$QEMU_URI"
+		measure qemu-qcow2 "$QEMU_URI" "$NBD_PID"
 		stop_qemu
 		;;
 	esac
@@ -369,8 +379,8 @@ fi
 echo "pgbench end to end: PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}') on ext4 on nbdfuse + losetup --direct-io=on"
 echo "pgbench -s $SCALE, -c $CLIENTS -j $JOBS -T $SECONDS_RUN; exports $VOLSIZE; clonebd chunk size $CHUNK_SIZE; $ROUNDS rounds"
 echo
-echo "| export | TPS (median) | each round | latency avg ms (median) | vs qemu-raw | vs qemu-qcow2 |"
-echo "|---|---:|---:|---:|---:|---:|"
+echo "| export | TPS (median) | each round | latency avg ms (median) | vs qemu-raw | vs qemu-qcow2 | server CPU-ms per transaction (median) |"
+echo "|---|---:|---:|---:|---:|---:|---:|"
 ratio() { [[ -n ${2:-} ]] && awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }' || echo n/a; }
 median() { # values [printf format]
 	tr ' ' '\n' <<<"$1" | grep . | sort -g |
@@ -383,7 +393,7 @@ done
 for t in "${order[@]}"; do
 	[[ -n ${MED[$t]:-} ]] || continue
 	each=$(for v in ${TPS[$t]}; do printf '%.1f ' "$v"; done)
-	echo "| $t | ${MED[$t]} | ${each% } | $(median "${LAT[$t]}" %.3f) | $(ratio "${MED[$t]}" "${MED[qemu-raw]:-}") | $(ratio "${MED[$t]}" "${MED[qemu-qcow2]:-}") |"
+	echo "| $t | ${MED[$t]} | ${each% } | $(median "${LAT[$t]}" %.3f) | $(ratio "${MED[$t]}" "${MED[qemu-raw]:-}") | $(ratio "${MED[$t]}" "${MED[qemu-qcow2]:-}") | $(median "${CPU[$t]}" %.3f) |"
 done
 [[ -n ${CLONEBD_HWM:-} ]] && echo && echo "clonebd-server peak RSS (VmHWM): $((CLONEBD_HWM / 1024)) MiB"
 exit 0
