@@ -64,9 +64,6 @@ fi
 # first workload's writes (seqwrite right after it: 1.1-1.2 instead of 2.5+ GB/s)
 sync
 
-# utime + stime of the server, in clock ticks
-server_cpu_ticks() { awk '{print $14 + $15}' "/proc/$SERVER_PID/stat"; }
-
 for w in "$@"; do
 	timing=(--time_based --runtime="$RUNTIME" --ramp_time=1)
 	case $w in
@@ -94,13 +91,13 @@ for w in "$@"; do
 		perf record -e cpu-clock -g "${target[@]}" -o "$work/$w.perf" -- sleep "$RUNTIME" >/dev/null 2>&1 &
 		perf_pid=$!
 	fi
-	cpu0=$(server_cpu_ticks)
+	cpu0=$(cpu_ticks "$SERVER_PID")
 	# shellcheck disable=SC2086
 	fio --name="$w" --ioengine=nbd --uri="nbd://$CLONEBD_NBD/vol" "${timing[@]}" --norandommap \
 		--lat_percentiles=1 --group_reporting --output-format=json $a >"$work/$w.json" 2>"$work/$w.err" ||
 		die "fio $w failed: $(tail -n 3 "$work/$w.err")"
 	[[ -z $perf_pid ]] || wait "$perf_pid"
-	cpu1=$(server_cpu_ticks)
+	cpu1=$(cpu_ticks "$SERVER_PID")
 	python3 - "$w" "$work/$w.json" "$((cpu1 - cpu0))" "$(getconf CLK_TCK)" <<'PY'
 import json, sys
 text = open(sys.argv[2]).read()

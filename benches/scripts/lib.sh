@@ -1,5 +1,8 @@
-# Sourced by the bench scripts (target.sh, clones20.sh, pgbench.sh): start
-# clonebd-server on loopback.
+# Sourced by the bench scripts (target.sh, clones20.sh, pgbench.sh,
+# fio-one.sh): start clonebd-server on loopback, read a process's CPU time.
+#
+# cpu_ticks PID
+#   utime + stime of process PID, in clock ticks (getconf CLK_TCK per second).
 #
 # start_clonebd_server DATA OUT ERR [LISTEN]
 #   Starts $CLONEBD_SERVER in a session of its own with data directory DATA,
@@ -28,3 +31,5 @@ start_clonebd_server() {
 	CLONEBD_TOKEN=$(<"$data/admin.token")
 	export CLONEBD_ADMIN CLONEBD_TOKEN
 }
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }

@@ -278,9 +278,6 @@ init_db() { # name uri
 	detach
 }
 
-# utime + stime of a process, in clock ticks
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-
 declare -A TPS=() LAT=() CPU=()
 measure() { # name uri server-pid
 	sync

@@ -320,8 +320,9 @@ impl Engine {
 
     /// Writes pieces of one group from `src`: in place where the head owns
     /// the chunk, else copy-on-write into a new chunk, placed on disk right
-    /// after `run`, the chunk that holds the data just before it, when it
-    /// can (`alloc.rs`). Pieces are in order; `run` follows them.
+    /// after the chunk that holds the data just before it, when it can
+    /// (`alloc.rs`). Pieces are in order; `run` follows them, across groups
+    /// (`None` to start from what the map holds before the first piece).
     fn write_group(
         &self,
         node: &Arc<NodeState>,
@@ -338,18 +339,22 @@ impl Engine {
         let mut entry: Option<GroupEntry> = None;
         let mut used = Vec::new();
         let mut scratch = IoBuf::default();
+        let mut prev_slot = None;
         let written = (|| -> Result<(), StoreError> {
             for p in pieces {
                 let data = src.bytes(p.at, us(p.len));
                 let touched = touched(node.chunk_size, p.off, p.len);
-                // the write's first chunk continues what lies before it
-                // (a sequential writer's previous request)
-                if run.is_none() && p.slot > 0 {
-                    *run = match r.slots[p.slot - 1] {
-                        Res::Chunk(id) | Res::Partial { id, .. } => Some(id),
-                        Res::Zero => None,
+                // a piece that does not follow the previous one (the first
+                // of a write, or a gap) continues what lies before it: a
+                // sequential writer's previous request
+                let follows = prev_slot.map_or(run.is_some(), |s: usize| s + 1 == p.slot);
+                if !follows {
+                    *run = match p.slot.checked_sub(1).map(|s| r.slots[s]) {
+                        Some(Res::Chunk(id) | Res::Partial { id, .. }) => Some(id),
+                        _ => None,
                     };
                 }
+                prev_slot = Some(p.slot);
                 if let Some((id, mask)) = private_chunk(&r, head, p.slot) {
                     *run = Some(id);
                     if mask != FULL && touched & !mask != 0 {
@@ -459,7 +464,6 @@ impl Engine {
     ) -> Result<(), StoreError> {
         let cs = u64::from(node.chunk_size);
         let zeros = vec![0u8; us(cs)];
-        let mut run = None;
         for (group, pieces) in groups(node.chunk_size, offset, len) {
             let (whole, part): (Vec<Piece>, Vec<Piece>) = pieces.partition(|p| p.len == cs);
             if !whole.is_empty() {
@@ -473,6 +477,9 @@ impl Engine {
                 let part: Vec<Piece> =
                     part.into_iter().filter(|p| r.slots[p.slot] != Res::Zero).collect();
                 if !part.is_empty() {
+                    // the pieces are a range's partial ends, not one run:
+                    // each is placed after what lies before it
+                    let mut run = None;
                     self.write_group(node, group, part.into_iter(), Src::Zeros(&zeros), &mut run)?;
                 }
             }
