@@ -27,6 +27,7 @@ pub struct Metrics {
     latency: HistogramVec,
     connections: IntGaugeVec,
     inflight: IntGaugeVec,
+    read_misses: IntCounterVec,
     pub(crate) store_gauges: StoreGauges,
     schedule: ScheduleMetrics,
     /// Exports that have per-export series; those of deleted exports are
@@ -188,6 +189,19 @@ impl Metrics {
             IntGaugeVec::new(Opts::new("inflight_requests", "NBD requests in flight"), &["export"])
                 .expect("opts")
         );
+        let read_misses = register!(
+            registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "read_cache_misses_total",
+                    "Large READs (256 KiB or more) that found some of their data out of the page \
+                     cache and were read on the IO pool, where disk reads overlap, instead of at \
+                     once on the connection's thread"
+                ),
+                &["export"]
+            )
+            .expect("opts")
+        );
         let g =
             |name: &str, help: &str| register!(registry, IntGauge::new(name, help).expect("opts"));
         let gv = |name: &str, help: &str| {
@@ -262,6 +276,7 @@ impl Metrics {
             latency,
             connections,
             inflight,
+            read_misses,
             store_gauges,
             schedule,
             exports_seen: Mutex::new(HashSet::new()),
@@ -287,6 +302,7 @@ impl Metrics {
             per_op,
             connections: self.connections.with_label_values(&[export]),
             inflight: self.inflight.with_label_values(&[export]),
+            read_misses: self.read_misses.with_label_values(&[export]),
         }
     }
 
@@ -353,6 +369,7 @@ impl Metrics {
         }
         let _ = self.connections.remove_label_values(&[export]);
         let _ = self.inflight.remove_label_values(&[export]);
+        let _ = self.read_misses.remove_label_values(&[export]);
     }
 }
 
@@ -385,6 +402,8 @@ pub struct ExportMetrics {
     pub connections: IntGauge,
     /// Requests in flight on this export.
     pub inflight: IntGauge,
+    /// Large READs whose data was not all in the page cache.
+    pub read_misses: IntCounter,
 }
 
 impl ExportMetrics {

@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 
 use parking_lot::{Condvar, Mutex};
 
+use crate::data::Fetch;
 use crate::engine::Engine;
 use crate::error::{ErrorKind, StoreError};
 use crate::intent::{Batch, Kind};
@@ -146,7 +147,7 @@ impl Engine {
             for (offset, len) in runs {
                 let len = usize::try_from(len).unwrap_or(usize::MAX);
                 let read = batch.add(node.id, offset, len, |buf| {
-                    self.read_node(&node, HEAD, offset, buf, None)
+                    self.read_node(&node, HEAD, offset, buf, None, Fetch::Wait)
                 });
                 if let Err(e) = read {
                     // a commit covers every write without reading any back

@@ -13,8 +13,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use parking_lot::RwLock;
 
-use crate::error::StoreError;
+use crate::error::{ErrorKind, StoreError};
 use crate::keys::ChunkId;
+
+/// How a read may get its data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fetch {
+    /// From the disk if need be.
+    Wait,
+    /// Only from the page cache; `ErrorKind::NotCached` where that is not
+    /// enough (the caller reads again where waiting is fine).
+    Cached,
+}
 
 /// Bytes per segment file.
 pub(crate) const SEGMENT_BYTES: u64 = 16 << 30;
@@ -29,6 +39,12 @@ pub(crate) const LANES: u64 = 8;
 pub trait DataFile: Send + Sync {
     /// Fills `buf` from `offset`; bytes past the end of the file read as zeroes.
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
+    /// `read_at` from memory only: `Ok(false)`, with `buf` partly filled,
+    /// when some of the range would have to come from the disk. Files that
+    /// cannot tell read and say `true`.
+    fn read_cached(&self, buf: &mut [u8], offset: u64) -> io::Result<bool> {
+        self.read_at(buf, offset).map(|()| true)
+    }
     /// Writes all of `data` at `offset`.
     fn write_at(&self, data: &[u8], offset: u64) -> io::Result<()>;
     /// `fdatasync`.
@@ -70,6 +86,34 @@ impl DataFile for FsFile {
             }
         }
         Ok(())
+    }
+
+    /// `preadv2(RWF_NOWAIT)`: the kernel copies what the page cache holds
+    /// and answers EAGAIN where it would start disk IO (it still starts the
+    /// readahead a sequential reader has earned). A file system without
+    /// NOWAIT support says EOPNOTSUPP: then every read is a blocking one.
+    fn read_cached(&self, buf: &mut [u8], offset: u64) -> io::Result<bool> {
+        use rustix::io::{Errno, ReadWriteFlags};
+        let mut done = 0;
+        while done < buf.len() {
+            let mut slice = [io::IoSliceMut::new(&mut buf[done..])];
+            match rustix::io::preadv2(
+                &self.0,
+                &mut slice,
+                offset + done as u64,
+                ReadWriteFlags::NOWAIT,
+            ) {
+                Ok(0) => {
+                    buf[done..].fill(0);
+                    break;
+                }
+                Ok(n) => done += n,
+                Err(Errno::INTR) => {}
+                Err(Errno::AGAIN | Errno::OPNOTSUPP) => return Ok(false),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(true)
     }
 
     fn write_at(&self, data: &[u8], offset: u64) -> io::Result<()> {
@@ -205,24 +249,31 @@ impl DataFiles {
     }
 
     /// Reads `buf.len()` bytes at `off` inside `chunk` (on into the chunks
-    /// that follow it in its segment).
+    /// that follow it in its segment). With `Fetch::Cached`, fails with
+    /// `ErrorKind::NotCached` instead of waiting for the disk.
     pub(crate) fn read(
         &self,
         class: u8,
         chunk: ChunkId,
         off: u64,
         buf: &mut [u8],
+        fetch: Fetch,
     ) -> Result<(), StoreError> {
         let (seg, base) = self.locate(class, chunk);
-        match self.segment(class, seg, false)? {
-            None => {
-                buf.fill(0);
-                Ok(())
-            }
-            Some(s) => s
-                .file
-                .read_at(buf, base + off)
-                .map_err(|e| StoreError::io(format!("read of chunk {}", chunk.0), e)),
+        let Some(s) = self.segment(class, seg, false)? else {
+            buf.fill(0);
+            return Ok(());
+        };
+        let io = |e| StoreError::io(format!("read of chunk {}", chunk.0), e);
+        match fetch {
+            Fetch::Wait => s.file.read_at(buf, base + off).map_err(io),
+            Fetch::Cached => match s.file.read_cached(buf, base + off).map_err(io)? {
+                true => Ok(()),
+                false => Err(StoreError::new(
+                    ErrorKind::NotCached,
+                    format!("chunk {} is not in memory", chunk.0),
+                )),
+            },
         }
     }
 
@@ -360,15 +411,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let files = DataFiles::new(dir.path().join("chunks"), Arc::new(FsDataFiles), LANES);
         let mut buf = [1u8; 16];
-        files.read(0, ChunkId(9), 0, &mut buf).unwrap();
+        files.read(0, ChunkId(9), 0, &mut buf, Fetch::Wait).unwrap();
         assert_eq!(buf, [0; 16]);
         assert!(!dir.path().join("chunks").exists());
         files.write(0, ChunkId(2), 8, &[7; 8]).unwrap();
-        files.read(0, ChunkId(2), 0, &mut buf).unwrap();
+        files.read(0, ChunkId(2), 0, &mut buf, Fetch::Wait).unwrap();
         assert_eq!(buf, [0, 0, 0, 0, 0, 0, 0, 0, 7, 7, 7, 7, 7, 7, 7, 7]);
         files.sync_dirty().unwrap();
         files.punch_all(&[(0, ChunkId(2))]);
-        files.read(0, ChunkId(2), 0, &mut buf).unwrap();
+        files.read(0, ChunkId(2), 0, &mut buf, Fetch::Wait).unwrap();
         assert_eq!(buf, [0; 16]);
     }
 
@@ -389,10 +440,38 @@ mod tests {
         ]);
         let mut buf = [0u8; 4096];
         for id in 1..=8u8 {
-            files.read(0, ChunkId(id.into()), 0, &mut buf).unwrap();
+            files.read(0, ChunkId(id.into()), 0, &mut buf, Fetch::Wait).unwrap();
             let punched = matches!(id, 2 | 3 | 4 | 6 | 7);
             let want = if punched { 0 } else { id };
             assert!(buf.iter().all(|b| *b == want), "chunk {id}");
         }
+    }
+
+    /// `Fetch::Cached` is `preadv2(RWF_NOWAIT)`: it reads what is in the
+    /// page cache and refuses, rather than waits, once the kernel dropped it.
+    #[test]
+    fn cached_reads_refuse_data_the_page_cache_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = DataFiles::new(dir.path().join("chunks"), Arc::new(FsDataFiles), 1);
+        files.write(4, ChunkId(1), 0, &[3; 65536]).unwrap();
+        let mut buf = vec![0u8; 65536];
+        files.read(4, ChunkId(1), 0, &mut buf, Fetch::Cached).unwrap();
+        assert!(buf.iter().all(|b| *b == 3));
+        // past the file's end reads zeroes, from memory too
+        files.read(4, ChunkId(2), 0, &mut buf, Fetch::Cached).unwrap();
+        assert!(buf.iter().all(|b| *b == 0));
+
+        files.sync_dirty().unwrap();
+        let path = dir.path().join("chunks").join(class_dir(4)).join("000001.dat");
+        let f = File::open(&path).unwrap();
+        rustix::fs::fadvise(&f, 0, None, rustix::fs::Advice::DontNeed).unwrap();
+        let err = files.read(4, ChunkId(1), 0, &mut buf, Fetch::Cached).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NotCached);
+        files.read(4, ChunkId(1), 0, &mut buf, Fetch::Wait).unwrap();
+        assert!(buf.iter().all(|b| *b == 3));
+        // the blocking read brought it back
+        buf.fill(0);
+        files.read(4, ChunkId(1), 0, &mut buf, Fetch::Cached).unwrap();
+        assert!(buf.iter().all(|b| *b == 3));
     }
 }

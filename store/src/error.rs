@@ -19,6 +19,8 @@ pub enum ErrorKind {
     Corrupt,
     /// The export's volume or snapshot was deleted, or the store was closed.
     Gone,
+    /// A read from memory only (`Fetch::Cached`) needed the disk.
+    NotCached,
 }
 
 impl fmt::Display for ErrorKind {
@@ -30,6 +32,7 @@ impl fmt::Display for ErrorKind {
             ErrorKind::Io => "i/o error",
             ErrorKind::Corrupt => "corrupt metadata",
             ErrorKind::Gone => "export gone",
+            ErrorKind::NotCached => "not in memory",
         })
     }
 }

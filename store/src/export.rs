@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::data::Fetch;
 use crate::engine::Engine;
 use crate::error::{ErrorKind, StoreError};
 use crate::node::{HEAD, NodeState};
@@ -116,7 +117,7 @@ impl Export {
         let i = &self.inner;
         let _op = i.node.op.read();
         self.check(offset, buf.len() as u64, false)?;
-        i.engine.read_node(&i.node, self.bound(), offset, buf, None)
+        i.engine.read_node(&i.node, self.bound(), offset, buf, None, Fetch::Wait)
     }
 
     /// `read` and `block_status` in one pass: fills `buf` (zero runs without
@@ -127,8 +128,35 @@ impl Export {
         let _op = i.node.op.read();
         self.check(offset, buf.len() as u64, false)?;
         let mut extents = Vec::new();
-        i.engine.read_node(&i.node, self.bound(), offset, buf, Some(&mut extents))?;
+        i.engine.read_node(&i.node, self.bound(), offset, buf, Some(&mut extents), Fetch::Wait)?;
         Ok(extents)
+    }
+
+    /// `read_sparse` from memory only: `Ok(None)` as soon as some of the
+    /// range would have to come from the disk (nothing is waited for; `buf`
+    /// is then partly filled and the caller reads again with `read_sparse`,
+    /// where waiting does not hold anything else up).
+    pub fn read_sparse_cached(
+        &self,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> Result<Option<Vec<Extent>>, StoreError> {
+        let i = &self.inner;
+        let _op = i.node.op.read();
+        self.check(offset, buf.len() as u64, false)?;
+        let mut extents = Vec::new();
+        match i.engine.read_node(
+            &i.node,
+            self.bound(),
+            offset,
+            buf,
+            Some(&mut extents),
+            Fetch::Cached,
+        ) {
+            Ok(()) => Ok(Some(extents)),
+            Err(e) if e.kind() == ErrorKind::NotCached => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// Writes `data` at `offset` (any alignment).

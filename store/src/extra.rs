@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 
+use crate::data::Fetch;
 use crate::engine::Engine;
 use crate::entry::{FULL, GROUP_SLOTS, SLOTS, Slot};
 use crate::error::{Refusal, StoreError};
@@ -68,7 +69,14 @@ impl Engine {
                             used.push(a);
                             self.write_stats.chunks_allocated.fetch_add(1, Ordering::Relaxed);
                             buf.resize(usize::try_from(cs).unwrap_or(0));
-                            self.read_slot(class, chunk_size, r.slots[i], 0, &mut buf)?;
+                            self.read_slot(
+                                class,
+                                chunk_size,
+                                r.slots[i],
+                                0,
+                                &mut buf,
+                                Fetch::Wait,
+                            )?;
                             self.data.write(class, a.id, 0, &buf)?;
                             self.write_stats.copy_up_bytes.fetch_add(cs, Ordering::Relaxed);
                             a.id

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use crate::data::DataFiles;
+use crate::data::{DataFiles, Fetch};
 use crate::engine::Engine;
 use crate::entry::{
     FULL, GROUP_SLOTS, GroupEntry, SLOTS, Slot, extends_a_run, normalize, partly_touched,
@@ -185,6 +185,7 @@ impl Engine {
         offset: u64,
         buf: &mut [u8],
         mut extents: Option<&mut Vec<Extent>>,
+        fetch: Fetch,
     ) -> Result<(), StoreError> {
         let cs = u64::from(node.chunk_size);
         for (group, pieces) in groups(node.chunk_size, offset, buf.len() as u64) {
@@ -203,16 +204,16 @@ impl Engine {
                             .is_some_and(|run| run.extend(id, &p, cs, node.class, &self.data))
                             && let Some(done) = run.replace(Run::start(id, &p))
                         {
-                            self.read_run(node.class, done, buf)?;
+                            self.read_run(node.class, done, buf, fetch)?;
                         }
                         true
                     }
                     res @ Res::Partial { .. } => {
                         if let Some(done) = run.take() {
-                            self.read_run(node.class, done, buf)?;
+                            self.read_run(node.class, done, buf, fetch)?;
                         }
                         let out = &mut buf[p.at..p.at + us(p.len)];
-                        self.read_slot(node.class, node.chunk_size, res, p.off, out)?;
+                        self.read_slot(node.class, node.chunk_size, res, p.off, out, fetch)?;
                         true
                     }
                 };
@@ -221,14 +222,20 @@ impl Engine {
                 }
             }
             if let Some(done) = run {
-                self.read_run(node.class, done, buf)?;
+                self.read_run(node.class, done, buf, fetch)?;
             }
         }
         Ok(())
     }
 
-    fn read_run(&self, class: u8, run: Run, buf: &mut [u8]) -> Result<(), StoreError> {
-        self.data.read(class, run.first, run.off, &mut buf[run.at..run.at + run.len])
+    fn read_run(
+        &self,
+        class: u8,
+        run: Run,
+        buf: &mut [u8],
+        fetch: Fetch,
+    ) -> Result<(), StoreError> {
+        self.data.read(class, run.first, run.off, &mut buf[run.at..run.at + run.len], fetch)
     }
 
     /// Fills `out` with what a slot resolved to `res` holds from `off`
@@ -241,13 +248,14 @@ impl Engine {
         res: Res,
         off: u64,
         out: &mut [u8],
+        fetch: Fetch,
     ) -> Result<(), StoreError> {
         let (id, mask, below) = match res {
             Res::Zero => {
                 out.fill(0);
                 return Ok(());
             }
-            Res::Chunk(id) => return self.data.read(class, id, off, out),
+            Res::Chunk(id) => return self.data.read(class, id, off, out, fetch),
             Res::Partial { id, mask, below } => (id, mask, below),
         };
         let (sub, _) = sub_blocks(chunk_size);
@@ -262,8 +270,8 @@ impl Engine {
             }
             let piece = &mut out[us(pos - off)..us(stop - off)];
             match (own, below.chunk()) {
-                (true, _) => self.data.read(class, id, pos, piece)?,
-                (false, Some(b)) => self.data.read(class, b, pos, piece)?,
+                (true, _) => self.data.read(class, id, pos, piece, fetch)?,
+                (false, Some(b)) => self.data.read(class, b, pos, piece, fetch)?,
                 (false, None) => piece.fill(0),
             }
             pos = stop;
@@ -296,7 +304,7 @@ impl Engine {
             let (lo, hi) = (u64::from(first) * sub, u64::from(b) * sub);
             scratch.resize(us(hi - lo));
             match below.chunk() {
-                Some(from) => self.data.read(class, from, lo, scratch)?,
+                Some(from) => self.data.read(class, from, lo, scratch, Fetch::Wait)?,
                 None => scratch.fill(0),
             }
             self.data.write(class, id, lo, scratch)?;
@@ -429,7 +437,14 @@ impl Engine {
                     continue;
                 }
                 scratch.resize(us(hi - lo));
-                self.read_slot(class, node.chunk_size, r.slots[p.slot], lo, &mut scratch)?;
+                self.read_slot(
+                    class,
+                    node.chunk_size,
+                    r.slots[p.slot],
+                    lo,
+                    &mut scratch,
+                    Fetch::Wait,
+                )?;
                 scratch[us(p.off - lo)..us(p.off - lo + p.len)].copy_from_slice(data);
                 self.data.write(class, a.id, lo, &scratch)?;
                 let copied = hi - lo - p.len;

@@ -42,7 +42,7 @@ mod store;
 #[allow(clippy::cast_possible_truncation, clippy::type_complexity)]
 mod tests;
 
-pub use data::{DataFile, DataFileFactory, FsDataFiles};
+pub use data::{DataFile, DataFileFactory, Fetch, FsDataFiles};
 pub use engine::{DEFAULT_COMMIT_INTERVAL, StoreConfig};
 pub use error::{ErrorKind, Refusal, StoreError};
 pub use export::{Export, Extent};

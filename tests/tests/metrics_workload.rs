@@ -397,3 +397,87 @@ fn a_flush_logged_in_the_intent_log_survives_kill_9() -> anyhow::Result<()> {
     rt.block_on(snap.disconnect())?;
     Ok(())
 }
+
+/// Drops every data file of the server from the page cache (the data must
+/// have been flushed: the kernel keeps dirty pages).
+fn evict_data_files(dir: &std::path::Path) -> anyhow::Result<usize> {
+    let mut evicted = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            evicted += evict_data_files(&path)?;
+        } else if path.extension().is_some_and(|e| e == "dat") {
+            let f = std::fs::File::open(&path)?;
+            rustix::fs::fadvise(&f, 0, None, rustix::fs::Advice::DontNeed)?;
+            evicted += 1;
+        }
+    }
+    Ok(evicted)
+}
+
+/// Large READs whose data is in the page cache are answered at once on the
+/// connection's thread; those whose data the kernel dropped go to the IO
+/// pool and are counted in `clonebd_read_cache_misses_total`. Either way,
+/// pipelined, every byte is right.
+#[test]
+fn large_reads_of_evicted_data_are_counted_and_read_right() -> anyhow::Result<()> {
+    const MIB: usize = 1 << 20;
+    const LEN: u32 = 1 << 20;
+    // FLUSH then syncs the data files themselves (with the intent log it
+    // may leave them dirty until the next commit, and dirty pages stay)
+    let server = TestServer::start_with(&["--intent-log-mib", "0"])?;
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let data = std::sync::Arc::new(common::pattern(7, 8 * MIB));
+    let client = std::sync::Arc::new(
+        rt.block_on(NbdClient::connect(server.nbd, ConnectOptions::modern("default")))?,
+    );
+    for i in 0..8 {
+        let at = i * MIB;
+        let piece = Bytes::copy_from_slice(&data[at..at + MIB]);
+        rt.block_on(client.write(at as u64, piece, false))?;
+    }
+    rt.block_on(client.flush())?;
+    let misses = || -> anyhow::Result<f64> {
+        Ok(scrape(&server)?.get("clonebd_read_cache_misses_total", &[("export", "default")]))
+    };
+    // eight 1 MiB READs in flight at once (a batch on the server), plus a
+    // 4 KiB one that never takes the at-once path
+    let read_all = || -> anyhow::Result<()> {
+        rt.block_on(async {
+            let mut reads = tokio::task::JoinSet::new();
+            for i in 0..8 {
+                let (c, data) = (client.clone(), data.clone());
+                reads.spawn(async move {
+                    let at = i * MIB;
+                    let got = c.read(at as u64, LEN).await?;
+                    anyhow::ensure!(got == data[at..at + MIB], "MiB {i} differs");
+                    Ok(())
+                });
+            }
+            let (c, data) = (client.clone(), data.clone());
+            reads.spawn(async move {
+                let at = 3 * MIB + 4096;
+                let got = c.read(at as u64, 4096).await?;
+                anyhow::ensure!(got == data[at..at + 4096], "4 KiB read differs");
+                Ok(())
+            });
+            while let Some(r) = reads.join_next().await {
+                r??;
+            }
+            Ok(())
+        })
+    };
+    read_all()?;
+    let before = misses()?;
+    read_all()?;
+    assert_eq!(misses()?, before, "data in memory is no miss");
+    assert!(evict_data_files(server.data_dir())? > 0, "no data files under the data dir");
+    read_all()?;
+    let after = misses()?;
+    assert!(after > before, "READs of evicted data were not counted: {before} -> {after}");
+    read_all()?;
+    assert_eq!(misses()?, after, "the misses brought the data back into memory");
+    let client = std::sync::Arc::try_unwrap(client).map_err(|_| anyhow::anyhow!("shared"))?;
+    rt.block_on(client.disconnect())?;
+    Ok(())
+}

@@ -10,7 +10,7 @@ use bytes::{Bytes, BytesMut};
 use proto::{
     BlockExtent, Command, CommandFlags, Cookie, Errno, MetaContext, Request, TransmissionFlags, cmd,
 };
-use store::{ErrorKind, Export, StoreError};
+use store::{ErrorKind, Export, Fetch, StoreError};
 
 use super::buffers::BufPool;
 use crate::metrics::{ExportMetrics, Op};
@@ -82,6 +82,29 @@ impl Session {
         answer.pieces
     }
 
+    /// `handle` for a READ whose data is all in memory: the reply, or the
+    /// request back (it is not a READ, or some of its data would have to
+    /// come from the disk) to be handled where waiting holds nothing up.
+    pub(crate) fn handle_cached(&self, req: Request) -> Result<Vec<Bytes>, Request> {
+        let Command::Read { offset, length } = req.command else {
+            return Err(req);
+        };
+        if self.shutting_down.load(Ordering::Relaxed) || self.validate(&req).is_err() {
+            // error replies never wait
+            return Ok(self.handle(req));
+        }
+        let start = Instant::now();
+        self.metrics.inflight.inc();
+        let answer = self.read(req.cookie, req.flags, offset, length, Fetch::Cached);
+        self.metrics.inflight.dec();
+        let Some(answer) = answer else {
+            self.metrics.read_misses.inc();
+            return Err(req);
+        };
+        self.metrics.record(Op::Read, length, answer.ok, start.elapsed().as_secs_f64());
+        Ok(answer.pieces)
+    }
+
     fn answer(&self, req: Request) -> Answer {
         let cookie = req.cookie;
         let kind = req.kind();
@@ -95,7 +118,12 @@ impl Session {
         let fua = req.flags.contains(CommandFlags::FUA)
             && self.flags.contains(TransmissionFlags::SEND_FUA);
         match req.command {
-            Command::Read { offset, length } => self.read(cookie, req.flags, offset, length),
+            Command::Read { offset, length } => {
+                // invariant: a blocking read always answers
+                self.read(cookie, req.flags, offset, length, Fetch::Wait).unwrap_or_else(|| {
+                    self.error_reply(cookie, offset, Errno::Io, "read found no data")
+                })
+            }
             Command::BlockStatus { offset, length } => {
                 self.block_status(cookie, req.flags, offset, length)
             }
@@ -192,14 +220,26 @@ impl Session {
         if self.export.read_only() { Err((Errno::Perm, "export is read-only")) } else { Ok(()) }
     }
 
-    fn read(&self, cookie: Cookie, flags: CommandFlags, offset: u64, length: u64) -> Answer {
+    /// The reply to a READ; `None` only with `Fetch::Cached`, when some of
+    /// the data is not in memory.
+    fn read(
+        &self,
+        cookie: Cookie,
+        flags: CommandFlags,
+        offset: u64,
+        length: u64,
+        fetch: Fetch,
+    ) -> Option<Answer> {
         // Holes are sent as OFFSET_HOLE chunks only when that saves bytes and
         // the client allows fragmentation.
         let sparse = self.structured && !flags.contains(CommandFlags::DF);
-        let pieces = match read_pieces(&self.export, &self.buffers, offset, length, sparse) {
-            Ok(p) => p,
+        let pieces = match read_pieces(&self.export, &self.buffers, offset, length, sparse, fetch) {
+            Ok(Some(p)) => p,
+            Ok(None) => return None,
             Err(e) => {
-                return self.error_reply(cookie, offset, errno_for(cmd::READ, &e), &e.to_string());
+                let reply =
+                    self.error_reply(cookie, offset, errno_for(cmd::READ, &e), &e.to_string());
+                return Some(reply);
             }
         };
         let mut out = Vec::with_capacity(pieces.len() * 2);
@@ -211,10 +251,10 @@ impl Session {
                 Piece::Data(_, data) => data,
                 Piece::Hole(_, len) => zeroes(len),
             }));
-            return Answer::ok(out);
+            return Some(Answer::ok(out));
         }
         if pieces.is_empty() {
-            return self.ok_reply(cookie, offset);
+            return Some(self.ok_reply(cookie, offset));
         }
         let last = pieces.len() - 1;
         for (i, piece) in pieces.into_iter().enumerate() {
@@ -250,7 +290,7 @@ impl Session {
                 }
             }
         }
-        Answer::ok(out)
+        Some(Answer::ok(out))
     }
 
     fn block_status(
@@ -350,26 +390,33 @@ fn read_pieces(
     offset: u64,
     length: u64,
     sparse: bool,
-) -> Result<Vec<Piece>, StoreError> {
+    fetch: Fetch,
+) -> Result<Option<Vec<Piece>>, StoreError> {
     if length == 0 {
-        return Ok(Vec::new());
+        return Ok(Some(Vec::new()));
     }
     // invariant: lengths are bounded by max_payload before we get here.
     // The store fills every byte of the buffer, so a recycled one is safe.
     let mut buf = buffers.take(usize::try_from(length).unwrap_or(0));
-    if !sparse {
+    if !sparse && fetch == Fetch::Wait {
         export.read(offset, buf.as_mut())?;
-        return Ok(vec![Piece::Data(offset, buf.freeze())]);
+        return Ok(Some(vec![Piece::Data(offset, buf.freeze())]));
     }
     // One pass fills the buffer and says where the holes are; holes then go
     // out as OFFSET_HOLE chunks and the data as slices of the same buffer.
-    let extents = export.read_sparse(offset, buf.as_mut())?;
+    let extents = match fetch {
+        Fetch::Wait => export.read_sparse(offset, buf.as_mut())?,
+        Fetch::Cached => match export.read_sparse_cached(offset, buf.as_mut())? {
+            Some(extents) => extents,
+            None => return Ok(None),
+        },
+    };
     let data = buf.freeze();
-    if extents.len() == 1 && !extents[0].allocated && extents[0].zero {
-        return Ok(vec![Piece::Hole(offset, length)]);
+    if !sparse || extents.iter().all(|e| e.allocated || !e.zero) {
+        return Ok(Some(vec![Piece::Data(offset, data)]));
     }
-    if extents.iter().all(|e| e.allocated || !e.zero) {
-        return Ok(vec![Piece::Data(offset, data)]);
+    if extents.len() == 1 && !extents[0].allocated && extents[0].zero {
+        return Ok(Some(vec![Piece::Hole(offset, length)]));
     }
     let mut pieces = Vec::with_capacity(extents.len());
     let mut at = 0usize;
@@ -383,7 +430,7 @@ fn read_pieces(
         }
         at += len;
     }
-    Ok(pieces)
+    Ok(Some(pieces))
 }
 
 fn zeroes(len: u64) -> Bytes {

@@ -19,6 +19,8 @@ pub(crate) struct Faults {
     pub(crate) fail_log_growth: AtomicBool,
     /// Reads of data files so far (the intent log's are not counted).
     pub(crate) data_reads: AtomicU64,
+    /// Data files are out of the page cache: reads from memory only refuse.
+    pub(crate) evicted: AtomicBool,
 }
 
 #[derive(Default)]
@@ -48,6 +50,13 @@ impl DataFile for Arc<MemFile> {
             *b = s.current.get(off + i).copied().unwrap_or(0);
         }
         Ok(())
+    }
+
+    fn read_cached(&self, buf: &mut [u8], offset: u64) -> io::Result<bool> {
+        if !self.is_log && self.faults.evicted.load(Ordering::Relaxed) {
+            return Ok(false);
+        }
+        self.read_at(buf, offset).map(|()| true)
     }
 
     fn write_at(&self, data: &[u8], offset: u64) -> io::Result<()> {

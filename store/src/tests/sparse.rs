@@ -41,6 +41,19 @@ fn check(e: &Export, ranges: &[(u64, u64)]) -> Result<(), TestCaseError> {
         let extents = e.read_sparse(off, &mut got).unwrap();
         prop_assert!(got == want, "{} bytes at {} of {} differ", len, off, e.name());
         prop_assert_eq!(extents, e.block_status(off, len).unwrap(), "{} at {}", len, off);
+        // What was just written is in the page cache; if the kernel dropped
+        // some of it, the read from memory must say so rather than guess.
+        let mut cached = vec![0xa5u8; len as usize];
+        if let Some(extents) = e.read_sparse_cached(off, &mut cached).unwrap() {
+            prop_assert!(
+                cached == want,
+                "{} bytes at {} of {} differ from memory",
+                len,
+                off,
+                e.name()
+            );
+            prop_assert_eq!(extents, e.block_status(off, len).unwrap(), "{} at {}", len, off);
+        }
     }
     Ok(())
 }
@@ -164,4 +177,61 @@ fn coalesced_reads_and_writes() {
     assert!(super::read_all(&store, "v") == model);
     assert!(super::read_all(&store, "v@s") == old);
     super::check_invariants(&store);
+}
+
+/// Reads from memory only (`read_sparse_cached`, the server's first try for
+/// large READs) give what `read_sparse` gives while the data files are in
+/// memory, refuse once they are not, and never need the files for holes.
+#[test]
+fn reads_from_memory_match_and_refuse_when_data_is_evicted() {
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+
+    use super::memfs::MemFs;
+
+    const CHUNK: u64 = 65536;
+    let dir = tempfile::tempdir().unwrap();
+    let fs = MemFs::default();
+    let s = Store::open_with(config(dir.path()), Arc::new(fs.clone())).unwrap();
+    s.create_volume("v", 64 * CHUNK, CHUNK as u32).unwrap().unwrap();
+    let v = s.open_export("v").unwrap();
+    v.write(0, &vec![1u8; 8 * CHUNK as usize]).unwrap();
+    s.create_snapshot("v", Some("s"), SnapshotKind::Manual).unwrap().unwrap();
+    s.create_clone("v@s", "c").unwrap().unwrap();
+    let c = s.open_export("c").unwrap();
+    // a partial chunk: 4 KiB of its own over the snapshot's chunk
+    c.write(CHUNK + 4096, &[2u8; 4096]).unwrap();
+
+    let ranges =
+        [(v.clone(), 0, 8 * CHUNK), (c.clone(), 0, 4 * CHUNK), (c.clone(), 4 * CHUNK, 8 * CHUNK)];
+    for (e, off, len) in &ranges {
+        let mut want = vec![0u8; *len as usize];
+        let want_extents = e.read_sparse(*off, &mut want).unwrap();
+        let mut got = vec![0xa5u8; *len as usize];
+        let extents = e.read_sparse_cached(*off, &mut got).unwrap();
+        assert_eq!(extents.as_ref(), Some(&want_extents), "{} at {off}", e.name());
+        assert!(got == want, "{len} bytes at {off} of {}", e.name());
+    }
+    assert_eq!(&c.read_sparse_cached(CHUNK, &mut [0u8; 8192]).unwrap().map(|_| ()), &Some(()));
+
+    fs.faults.evicted.store(true, Ordering::Relaxed);
+    for (e, off, len) in [(&v, 0, 8 * CHUNK), (&c, CHUNK, 8192), (&c, 0, CHUNK)] {
+        let mut buf = vec![0u8; len as usize];
+        assert!(e.read_sparse_cached(off, &mut buf).unwrap().is_none(), "{} at {off}", e.name());
+        // the blocking read still gets everything
+        e.read_sparse(off, &mut buf).unwrap();
+        let partial = e.name() == "c" && off == CHUNK;
+        assert!(
+            buf.iter()
+                .enumerate()
+                .all(|(i, b)| *b == if partial && (4096..8192).contains(&i) { 2 } else { 1 })
+        );
+    }
+    // never-written space needs no file
+    let mut hole = vec![0xa5u8; 16 * CHUNK as usize];
+    let extents = v.read_sparse_cached(16 * CHUNK, &mut hole).unwrap().unwrap();
+    assert!(hole.iter().all(|b| *b == 0));
+    assert!(extents.iter().all(|e| !e.allocated));
+    // a bad range is an error, not a miss
+    assert!(v.read_sparse_cached(64 * CHUNK, &mut [0u8; 1]).is_err());
 }
