@@ -195,8 +195,8 @@ impl Metrics {
                 Opts::new(
                     "read_cache_misses_total",
                     "Large READs (256 KiB or more) that found some of their data out of the page \
-                     cache and were read on the IO pool, where disk reads overlap, instead of at \
-                     once on the connection's thread"
+                     cache, so were not answered from memory at once but read again where waiting \
+                     for the disk holds nothing else up (the IO pool, for a batch)"
                 ),
                 &["export"]
             )

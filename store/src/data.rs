@@ -90,8 +90,11 @@ impl DataFile for FsFile {
 
     /// `preadv2(RWF_NOWAIT)`: the kernel copies what the page cache holds
     /// and answers EAGAIN where it would start disk IO (it still starts the
-    /// readahead a sequential reader has earned). A file system without
-    /// NOWAIT support says EOPNOTSUPP: then every read is a blocking one.
+    /// readahead a sequential reader has earned). Every error counts as
+    /// "not in memory": a kernel or file system without NOWAIT (EOPNOTSUPP,
+    /// ENOSYS, EINVAL) then has every large READ take the blocking path at
+    /// the cost of one failed call, and a real IO error is reported by the
+    /// blocking read that follows.
     fn read_cached(&self, buf: &mut [u8], offset: u64) -> io::Result<bool> {
         use rustix::io::{Errno, ReadWriteFlags};
         let mut done = 0;
@@ -109,8 +112,7 @@ impl DataFile for FsFile {
                 }
                 Ok(n) => done += n,
                 Err(Errno::INTR) => {}
-                Err(Errno::AGAIN | Errno::OPNOTSUPP) => return Ok(false),
-                Err(e) => return Err(e.into()),
+                Err(_) => return Ok(false),
             }
         }
         Ok(true)

@@ -133,9 +133,10 @@ impl Export {
     }
 
     /// `read_sparse` from memory only: `Ok(None)` as soon as some of the
-    /// range would have to come from the disk (nothing is waited for; `buf`
-    /// is then partly filled and the caller reads again with `read_sparse`,
-    /// where waiting does not hold anything else up).
+    /// range's data would have to come from the disk (`buf` is then partly
+    /// filled and the caller reads again with `read_sparse`, where waiting
+    /// holds nothing else up). Only data reads are kept from waiting: the
+    /// locks and block-map lookups are those of `read_sparse`.
     pub fn read_sparse_cached(
         &self,
         offset: u64,

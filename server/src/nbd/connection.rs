@@ -230,8 +230,12 @@ impl Conn<'_> {
         // together after all its reads, from memory the reads had pushed out
         // of the cache: the socket copy cost 70% more per byte and 1 MiB
         // sequential reads reached 0.8 of nbd-server's rate (BENCHMARKS.md).
-        // A READ that would wait for the disk goes on to the pool, where
-        // disk reads overlap.
+        // A READ that would wait for the disk goes on with the rest of the
+        // batch, to the pool, where disk reads overlap; what its try copied
+        // is read again (a sequential stream rarely misses: the memory-only
+        // read still starts the kernel's readahead). The rest of the batch
+        // waits for the replies sent here: each is a copy of at most
+        // max_payload from memory.
         let batch: Vec<Request> = batch
             .into_iter()
             .filter_map(|r| {

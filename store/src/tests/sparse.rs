@@ -43,6 +43,8 @@ fn check(e: &Export, ranges: &[(u64, u64)]) -> Result<(), TestCaseError> {
         prop_assert_eq!(extents, e.block_status(off, len).unwrap(), "{} at {}", len, off);
         // What was just written is in the page cache; if the kernel dropped
         // some of it, the read from memory must say so rather than guess.
+        // (That such reads do succeed on real files is pinned by
+        // `data::tests::cached_reads_refuse_data_the_page_cache_dropped`.)
         let mut cached = vec![0xa5u8; len as usize];
         if let Some(extents) = e.read_sparse_cached(off, &mut cached).unwrap() {
             prop_assert!(
