@@ -477,6 +477,11 @@ fn large_reads_of_evicted_data_are_counted_and_read_right() -> anyhow::Result<()
     assert!(after > before, "READs of evicted data were not counted: {before} -> {after}");
     read_all()?;
     assert_eq!(misses()?, after, "the misses brought the data back into memory");
+    // a lone READ of evicted data (a client at queue depth 1)
+    evict_data_files(server.data_dir())?;
+    let got = rt.block_on(client.read(5 * MIB as u64, LEN))?;
+    assert!(got == data[5 * MIB..6 * MIB], "lone READ of evicted data differs");
+    assert_eq!(misses()?, after + 1.0, "a lone READ of evicted data is one miss");
     let client = std::sync::Arc::try_unwrap(client).map_err(|_| anyhow::anyhow!("shared"))?;
     rt.block_on(client.disconnect())?;
     Ok(())

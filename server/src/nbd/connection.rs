@@ -209,12 +209,14 @@ impl Conn<'_> {
     }
 
     fn dispatch(&self, batch: Vec<Request>, alone: bool) {
-        let (session, writer, limits) = (self.session, self.writer, self.limits);
+        let limits = self.limits;
         // Large WRITEs go to the pool one by one: their IO dwarfs a
         // hand-off, and the reader goes back to the socket at once to read
-        // the next payload while this one is written. (Large READs did
-        // worse that way: 1 MiB sequential reads fell from 1.4 to 1.0-1.2
-        // GB/s with eight threads contending for two CPUs and the socket.)
+        // the next payload while this one is written. (Large READs from
+        // memory did worse that way: 1 MiB sequential reads fell from 1.4 to
+        // 1.0-1.2 GB/s with eight threads contending for two CPUs and the
+        // socket. Those that must wait for the disk go so: see
+        // `answer_large_reads`.)
         let (large, batch): (Vec<Request>, Vec<Request>) = batch.into_iter().partition(|r| {
             matches!(r.command, Command::Write { .. })
                 && cost(r, limits.max_payload) >= POOLED_MIN as u64
@@ -222,35 +224,42 @@ impl Conn<'_> {
         for r in large {
             self.hand_off(vec![r]);
         }
-        // Large READs whose data is in the page cache are read and sent
-        // here, one at a time, each right after its read: the reply buffer
-        // is still in this CPU's cache when the socket copies it, and the
-        // next read reuses the same buffer (`buffers.rs` hands back the last
-        // one returned). Spread over the pool, a part's replies went out
-        // together after all its reads, from memory the reads had pushed out
-        // of the cache: the socket copy cost 70% more per byte and 1 MiB
-        // sequential reads reached 0.8 of nbd-server's rate (BENCHMARKS.md).
-        // A READ that would wait for the disk goes on with the rest of the
-        // batch, to the pool, where disk reads overlap; what its try copied
-        // is read again (a sequential stream rarely misses: the memory-only
-        // read still starts the kernel's readahead). The rest of the batch
-        // waits for the replies sent here: each is a copy of at most
-        // max_payload from memory.
-        let batch: Vec<Request> = batch
-            .into_iter()
-            .filter_map(|r| {
-                if !matches!(r.command, Command::Read { length, .. } if length >= SEND_AT_ONCE) {
-                    return Some(r);
-                }
-                match session.handle_cached(r) {
-                    Ok(reply) => {
-                        writer.send(reply);
-                        None
-                    }
-                    Err(r) => Some(r),
-                }
-            })
-            .collect();
+        // Large READs are answered after the rest of the batch is on its
+        // way (`answer_large_reads`), so small requests do not wait behind
+        // their copies.
+        let (large_reads, batch): (Vec<Request>, Vec<Request>) = batch.into_iter().partition(
+            |r| matches!(r.command, Command::Read { length, .. } if length >= SEND_AT_ONCE),
+        );
+        let lone_read = alone && batch.is_empty() && large_reads.len() == 1;
+        self.dispatch_small(batch, alone && large_reads.is_empty());
+        self.answer_large_reads(large_reads, lone_read);
+    }
+
+    /// Answers large READs whose data is in the page cache here, one at a
+    /// time, each right after its read: the reply buffer is still in this
+    /// CPU's cache when the socket copies it, and the next read reuses the
+    /// same buffer (`buffers.rs` hands back the last one returned). Spread
+    /// over the pool, a part's replies went out together after all its
+    /// reads, from memory the reads had pushed out of the cache: the socket
+    /// copy cost 70% more per byte and 1 MiB sequential reads reached 0.8 of
+    /// nbd-server's rate (BENCHMARKS.md). A READ that would wait for the
+    /// disk goes to the pool on its own, as large WRITEs do, so disk reads
+    /// overlap; what its try copied is read again (a sequential stream
+    /// rarely misses: the memory-only read still starts the kernel's
+    /// readahead). A lone one is read here: nothing waits behind it.
+    fn answer_large_reads(&self, reads: Vec<Request>, lone: bool) {
+        for r in reads {
+            match self.session.handle_cached(r) {
+                Ok(reply) => self.writer.send(reply),
+                Err(r) if lone => self.writer.send(self.session.handle(r)),
+                Err(r) => self.hand_off(vec![r]),
+            }
+        }
+    }
+
+    /// Answers the requests of a batch other than large WRITEs and READs.
+    fn dispatch_small(&self, batch: Vec<Request>, alone: bool) {
+        let (session, writer) = (self.session, self.writer);
         if batch.is_empty() {
             return;
         }
