@@ -32,6 +32,9 @@ pub const DEFAULT_VOLUME: &str = "default";
 pub const DEFAULT_VOLUME_SIZE: u64 = 10 << 30;
 /// sled's cache; RSS is about 1.5-2x this (crates.md §1.2).
 pub const DEFAULT_SLED_CACHE: u64 = 256 << 20;
+/// How long a connection at queue depth 1 polls for its next request before
+/// it sleeps (`--poll-us`; `nbd/spin.rs`).
+pub(crate) const DEFAULT_POLL: Duration = Duration::from_micros(100);
 /// Background commit interval (`--commit-interval`): the store's own default.
 pub const DEFAULT_COMMIT_INTERVAL: Duration = store::DEFAULT_COMMIT_INTERVAL;
 
@@ -58,6 +61,10 @@ pub struct Config {
     pub handshake_timeout: Duration,
     /// Threads that run blocking store calls for the NBD path.
     pub io_threads: usize,
+    /// How long a connection whose client waits for each reply (queue
+    /// depth 1) polls its socket for the next request before it sleeps;
+    /// zero never polls.
+    pub poll: Duration,
     /// sled cache capacity in bytes.
     pub sled_cache: u64,
     /// Time between background commits of block-map changes (FLUSH and FUA
@@ -134,6 +141,7 @@ impl Default for Config {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             io_threads: 8,
+            poll: DEFAULT_POLL,
             sled_cache: DEFAULT_SLED_CACHE,
             commit_interval: DEFAULT_COMMIT_INTERVAL,
             intent_log_bytes: store::DEFAULT_INTENT_LOG_BYTES,

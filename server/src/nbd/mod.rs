@@ -5,6 +5,7 @@ mod buffers;
 mod connection;
 mod handshake;
 mod iopool;
+mod spin;
 mod transmission;
 
 use std::sync::Arc;
@@ -56,6 +57,7 @@ impl NbdService {
                 max_payload: config.max_payload,
                 max_inflight_bytes: config.max_inflight_bytes,
                 max_inflight_requests: config.max_inflight_requests,
+                poll: config.poll,
             },
             handshake_timeout: config.handshake_timeout,
             connections: Arc::new(Semaphore::new(config.max_connections)),
