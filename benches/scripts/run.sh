@@ -59,11 +59,11 @@ commit=$(git -C "$root" rev-parse --short HEAD)
 git -C "$root" diff --quiet HEAD -- . ':!BENCHMARKS.md' || commit="$commit with uncommitted changes"
 cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
 mem=$(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
-virt=$(systemd-detect-virt 2>/dev/null || echo unknown)
+virt=$(systemd-detect-virt 2>/dev/null || echo unknown)  # a Firecracker VM here says "docker"
 cat >"$out/header.md" <<EOF
 ### Latest run (${started}–${ended} UTC, commit \`${commit}\`)
 
-Machine: $(nproc) vCPU ${cpu}, ${mem} RAM, Linux $(uname -r), virtualisation ${virt}; data on
+Machine: $(nproc) vCPU ${cpu}, ${mem} RAM, Linux $(uname -r), systemd-detect-virt: ${virt}; data on
 $(findmnt -no FSTYPE -T "${TMPDIR:-/var/tmp}") under \`${TMPDIR:-/var/tmp}\`. Medians of the passes, (±x%) half the spread; MB/s for sequential
 workloads, IOPS otherwise. Command:
 

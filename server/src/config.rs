@@ -33,8 +33,10 @@ pub const DEFAULT_VOLUME_SIZE: u64 = 10 << 30;
 /// sled's cache; RSS is about 1.5-2x this (crates.md §1.2).
 pub const DEFAULT_SLED_CACHE: u64 = 256 << 20;
 /// How long a connection at queue depth 1 polls for its next request before
-/// it sleeps (`--poll-us`; `nbd/spin.rs`).
-pub(crate) const DEFAULT_POLL: Duration = Duration::from_micros(100);
+/// it sleeps (`--poll-us`; `nbd/spin.rs`): not at all unless asked. Polling
+/// doubled fio's 4 KiB QD1 IOPS on a 2-vCPU VM but cost pgbench 10-12% of
+/// its TPS there, with PostgreSQL on the same two vCPUs (BENCHMARKS.md).
+pub(crate) const DEFAULT_POLL: Duration = Duration::ZERO;
 /// Background commit interval (`--commit-interval`): the store's own default.
 pub const DEFAULT_COMMIT_INTERVAL: Duration = store::DEFAULT_COMMIT_INTERVAL;
 
