@@ -119,7 +119,7 @@ impl Conn<'_> {
         // and `buf` (two copies of up to 256 KiB; 6% of the server under
         // 1 MiB sequential writes).
         let mut streaming = false;
-        let mut waiter = Waiter::new(limits.poll);
+        let mut waiter = Waiter::new(limits.poll, self.split);
         loop {
             if !session.export.is_live() {
                 debug!("export was deleted; closing");

@@ -10,8 +10,8 @@
 //! CPU between tries, before it sleeps. It polls only while it pays: a wait
 //! that outlasted the budget disarms polling until a request comes within
 //! it again. At most one connection per spare CPU polls at once. Every
-//! try yields, and a yield that let another thread run disarms polling
-//! too: the CPU has other work, and a polling thread would keep it from it.
+//! try yields, and a yield that let another thread run ends that poll: the
+//! CPU has other work, and a polling thread would keep it from it.
 //! It is off by default (`--poll-us 0`): under pgbench, with PostgreSQL,
 //! FUSE and the clients on the same two vCPUs, it still cost 10-12% of the
 //! TPS, because a polling vCPU never looks idle to the scheduler.
@@ -32,8 +32,12 @@ static POLLING: AtomicUsize = AtomicUsize::new(0);
 /// One connection's reads of its socket.
 pub(crate) struct Waiter {
     budget: Duration,
+    /// Connections polling now (`POLLING`; a test's own counter in tests).
+    polling: &'static AtomicUsize,
     /// Connections that may poll at once (one per CPU beyond the first).
     max_polling: usize,
+    /// A yield this long ran another thread (`BUSY_YIELD`).
+    busy_yield: Duration,
     /// The last batch was one request with nothing behind it.
     lone: bool,
     /// The last wait for a lone request's successor ended within the budget.
@@ -41,10 +45,17 @@ pub(crate) struct Waiter {
 }
 
 impl Waiter {
-    /// `budget` zero never polls.
-    pub(crate) fn new(budget: Duration) -> Waiter {
-        let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-        Waiter { budget, max_polling: cpus.saturating_sub(1).max(1), lone: false, armed: true }
+    /// `budget` zero never polls; `cpus` is the machine's (the connection
+    /// knows it already).
+    pub(crate) fn new(budget: Duration, cpus: usize) -> Waiter {
+        Waiter {
+            budget,
+            polling: &POLLING,
+            max_polling: cpus.saturating_sub(1).max(1),
+            busy_yield: BUSY_YIELD,
+            lone: false,
+            armed: true,
+        }
     }
 
     /// Tells what the reader just dispatched: `lone` for a batch of one
@@ -66,7 +77,7 @@ impl Waiter {
         }
         let start = Instant::now();
         if self.armed
-            && let Some(_slot) = PollSlot::take(&POLLING, self.max_polling)
+            && let Some(_slot) = PollSlot::take(self.polling, self.max_polling)
         {
             loop {
                 match rustix::net::recv(&*socket, &mut *buf, RecvFlags::DONTWAIT) {
@@ -79,10 +90,9 @@ impl Waiter {
                 }
                 let before = Instant::now();
                 std::thread::yield_now();
-                if before.elapsed() >= BUSY_YIELD {
+                if before.elapsed() >= self.busy_yield {
                     // another thread had this CPU meanwhile: the machine has
                     // work for it, and polling would take the CPU from it
-                    self.armed = false;
                     break;
                 }
             }
@@ -136,7 +146,7 @@ mod tests {
     #[test]
     fn a_lone_request_polls_for_the_next_and_stays_armed() {
         let (mut server, client) = pair();
-        let mut w = Waiter::new(Duration::from_secs(5));
+        let mut w = Waiter::new(Duration::from_secs(5), 2);
         w.answered(true);
         send_later(client, Duration::from_millis(5), b"next");
         let mut buf = [0u8; 16];
@@ -151,7 +161,7 @@ mod tests {
     #[test]
     fn a_wait_past_the_budget_disarms_polling_and_a_quick_one_rearms_it() {
         let (mut server, mut client) = pair();
-        let mut w = Waiter::new(Duration::from_millis(2));
+        let mut w = Waiter::new(Duration::from_millis(2), 2);
         w.answered(true);
         let mut buf = [0u8; 16];
         let writer = client.try_clone().unwrap();
@@ -167,13 +177,39 @@ mod tests {
     fn a_batch_or_a_zero_budget_leaves_polling_as_it_was() {
         let (mut server, mut client) = pair();
         for (budget, lone) in [(Duration::from_secs(5), false), (Duration::ZERO, true)] {
-            let mut w = Waiter::new(budget);
+            let mut w = Waiter::new(budget, 2);
             w.answered(lone);
             client.write_all(b"x").unwrap();
             let mut buf = [0u8; 4];
             assert_eq!(w.read(&mut server, &mut buf).unwrap(), 1);
             assert!(w.armed, "armed is only changed by a lone wait");
         }
+    }
+
+    #[test]
+    fn the_next_request_is_read_by_polling_not_by_sleeping() {
+        // a read that sleeps gives up after 1 ms; the request comes after 30
+        static OWN: AtomicUsize = AtomicUsize::new(0);
+        let (mut server, client) = pair();
+        server.set_read_timeout(Some(Duration::from_millis(1))).unwrap();
+        let mut w = Waiter::new(Duration::from_secs(5), 2);
+        // neither other tests' polls nor a busy machine may end this one
+        w.polling = &OWN;
+        w.busy_yield = Duration::MAX;
+        w.answered(true);
+        let _open = client.try_clone().unwrap(); // no EOF after the send
+        send_later(client, Duration::from_millis(30), b"polled");
+        let mut buf = [0u8; 16];
+        let n = w.read(&mut server, &mut buf).expect("polling waits past the read timeout");
+        assert_eq!(&buf[..n], b"polled");
+        assert_eq!(OWN.load(Ordering::Acquire), 0, "the poll slot is given back");
+        // not lone: a plain read, which times out
+        w.answered(false);
+        let err = w.read(&mut server, &mut buf).unwrap_err();
+        assert!(matches!(
+            err.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ));
     }
 
     #[test]
